@@ -1,0 +1,84 @@
+"""The ``compact`` command line.
+
+    compact world    [--config configs/world/default.yaml] [--set key=value ...]   build the embedded world
+    compact generate --config configs/generate/world.yaml                          teachers write rationales
+    compact train    --config configs/train/compact.yaml                           distil a student
+    compact eval     --config ...                                                  evaluate students
+    compact score    --config ...                                                  score a rationale set
+    compact analyze  --config ...                                                  PCA shift, metric validation
+    compact pipeline --profile smoke|default|paper [--book] [--force]              the whole DAG
+
+Each subcommand lives in the module that owns its logic and exposes ``add_arguments(parser)`` and
+``run(args) -> int``. User errors (:class:`compact.errors.CompactError`) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import CompactError
+from .log import get_logger, setup_logging
+
+# name -> (module, one-line help); modules are imported lazily so `compact --help` is instant.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "world": ("compact.world.build", "build (or reuse) the embedded world: tasks, tokenizer, base student"),
+    "generate": ("compact.teachers.generate", "teachers write chain-of-thought rationales into the store"),
+    "train": ("compact.train", "train a student (COMPACT, baselines, ablations)"),
+    "eval": ("compact.evaluation", "evaluate students on world tasks or real benchmarks"),
+    "score": ("compact.scoring", "score a multi-teacher rationale dataset with a student (data audit)"),
+    "analyze": ("compact.analysis", "analyses: PCA shift, metric validation, weight dynamics"),
+    "pipeline": ("compact.pipeline", "run the whole pipeline (world -> rationales -> training -> book)"),
+}
+
+
+def add_common(parser: argparse.ArgumentParser, *, config_required: bool = False) -> None:
+    """The options every config-driven subcommand shares."""
+    parser.add_argument("--config", required=config_required, help="YAML config file (relative to the repo root or absolute)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (dotted, type-checked); repeatable")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compact", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(_module=module)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and (exc.name == module or module.startswith(exc.name + ".")):
+                sp.set_defaults(_missing=True)
+                continue
+            raise
+        mod.add_arguments(sp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    setup_logging(getattr(args, "log_level", "INFO"))
+    if getattr(args, "_missing", False):
+        print(f"compact {args.command}: not available in this version (module {args._module} is missing)",
+              file=sys.stderr)
+        return 3
+    mod = importlib.import_module(args._module)
+    try:
+        return int(mod.run(args) or 0)
+    except CompactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        get_logger().warning("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

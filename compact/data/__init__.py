@@ -1,0 +1,1 @@
+"""Data: the common record schema, real benchmark adapters, answer extraction and checking."""

@@ -1,0 +1,59 @@
+"""Logging and progress bars: quiet under CI and papermill, informative at a terminal."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from typing import Iterable, TypeVar
+
+T = TypeVar("T")
+
+LOGGER_NAME = "compact"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
+
+
+def setup_logging(level: int | str = "INFO") -> None:
+    """Configure the package logger once (idempotent); messages go to stderr."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if isinstance(level, str):
+        level = getattr(logging, level.upper(), logging.INFO)
+    logger.setLevel(level)
+    if not any(getattr(h, "_compact", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler._compact = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+def quiet() -> bool:
+    """True under CI, papermill (``COMPACT_QUIET``), or when stderr is not a terminal."""
+    if os.environ.get("COMPACT_PROGRESS") == "1":
+        return False
+    if os.environ.get("CI") or os.environ.get("COMPACT_QUIET") == "1":
+        return True
+    return not sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T] | None = None, **kwargs) -> Iterable[T]:
+    """tqdm, disabled when :func:`quiet`."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", quiet())
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, **kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU determinism; CUDA best effort)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
