@@ -1,0 +1,161 @@
+"""Execute the jupytext notebooks with papermill; a failed notebook is never published.
+
+Each ``notebooks/NN_name.py`` (jupytext percent format, the source of truth) is paired with an
+output-free ``NN_name.ipynb``. The pipeline converts the ``.py`` source, executes it with papermill in a
+kernel bound to *this* interpreter (a private kernelspec, so a stale user-level ``compact`` kernel from
+another checkout can never be picked), with ``notebooks/`` as working directory, and moves the result
+into place only when every cell ran.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import CompactError
+from .log import get_logger
+from .paths import artifacts_dir, notebooks_dir
+
+log = get_logger("notebooks")
+KERNEL_NAME = "compact"
+
+
+class NotebookError(CompactError):
+    """A notebook failed to execute; its partial output is kept aside, never published."""
+
+
+def notebook_sources(directory: Path | None = None) -> list[Path]:
+    """The jupytext sources ``NN_*.py`` in order."""
+    d = directory or notebooks_dir()
+    return sorted(p for p in d.glob("[0-9][0-9]_*.py"))
+
+
+def private_kernel_dir() -> Path:
+    """A kernelspec folder whose ``compact`` kernel runs ``sys.executable`` (set as ``JUPYTER_PATH``)."""
+    root = artifacts_dir() / "jupyter"
+    spec = root / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True, exist_ok=True)
+    kernel = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (compact)",
+        "language": "python",
+        "metadata": {"debugger": False},
+    }
+    target = spec / "kernel.json"
+    text = json.dumps(kernel, indent=1)
+    if not target.is_file() or target.read_text() != text:
+        target.write_text(text)
+    return root
+
+
+def py_to_notebook(src: Path):
+    """Read a jupytext ``.py`` source into an nbformat notebook with the ``compact`` kernelspec."""
+    import jupytext
+
+    nb = jupytext.read(src)
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python (compact)", "language": "python"}
+    nb.metadata.pop("jupytext", None)
+    return nb
+
+
+def execute(src: Path, out: Path, *, parameters: dict[str, Any] | None = None, timeout: int = 1200,
+            cwd: Path | None = None) -> Path:
+    """Execute notebook ``src`` (``.py`` or ``.ipynb``) into ``out``; on failure raise, publish nothing."""
+    import nbformat
+    import papermill as pm
+
+    src = Path(src)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nb = py_to_notebook(src) if src.suffix == ".py" else nbformat.read(src, as_version=4)
+    failed_dir = artifacts_dir() / "failed-notebooks"
+    with tempfile.TemporaryDirectory(prefix="compact-nb-") as tmp:
+        tmp_in = Path(tmp) / f"{src.stem}.ipynb"
+        tmp_out = Path(tmp) / f"{src.stem}.executed.ipynb"
+        nbformat.write(nb, tmp_in)
+        env_jp = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(private_kernel_dir()), env_jp]))
+        prev_quiet = os.environ.get("COMPACT_QUIET")
+        os.environ["COMPACT_QUIET"] = "1"  # kernels inherit it: no progress bars in executed outputs
+        try:
+            pm.execute_notebook(str(tmp_in), str(tmp_out), parameters=parameters or {}, kernel_name=KERNEL_NAME,
+                                cwd=str(cwd or notebooks_dir()), execution_timeout=timeout, progress_bar=False,
+                                log_output=False, request_save_on_cell_execute=False)
+        except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
+            failed_dir.mkdir(parents=True, exist_ok=True)
+            kept = failed_dir / f"{src.stem}.failed.ipynb"
+            if tmp_out.is_file():
+                shutil.copyfile(tmp_out, kept)
+            first = str(exc).strip().splitlines()
+            detail = next((ln for ln in reversed(first) if ln.strip()), type(exc).__name__)
+            raise NotebookError(f"notebook {src.name} failed: {detail} (partial output kept at {kept}, "
+                                f"nothing published)") from None
+        finally:
+            if env_jp is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = env_jp
+            if prev_quiet is None:
+                os.environ.pop("COMPACT_QUIET", None)
+            else:
+                os.environ["COMPACT_QUIET"] = prev_quiet
+        _strip_volatile(tmp_out)
+        fd, staged = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(tmp_out, staged)
+            os.replace(staged, out)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+    log.info("executed %s -> %s", src.name, out)
+    return out
+
+
+def _strip_volatile(path: Path) -> None:
+    """Drop execution timestamps and durations so re-executions do not churn git diffs."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.get("papermill", {}).pop("start_time", None)
+    nb.metadata.get("papermill", {}).pop("end_time", None)
+    nb.metadata.get("papermill", {}).pop("duration", None)
+    nb.metadata.get("papermill", {}).pop("input_path", None)
+    nb.metadata.get("papermill", {}).pop("output_path", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        pm = cell.metadata.get("papermill")
+        if isinstance(pm, dict):
+            for key in ("start_time", "end_time", "duration", "exception", "status"):
+                pm.pop(key, None)
+    nbformat.write(nb, path)
+
+
+def check_pairing(directory: Path | None = None) -> list[str]:
+    """Problems with the ``.py``/``.ipynb`` pairs: missing partners, outputs committed, contents out of sync."""
+    import jupytext
+    import nbformat
+
+    d = directory or notebooks_dir()
+    problems = []
+    for py in notebook_sources(d):
+        ipynb = py.with_suffix(".ipynb")
+        if not ipynb.is_file():
+            problems.append(f"{py.name}: no paired {ipynb.name}")
+            continue
+        nb = nbformat.read(ipynb, as_version=4)
+        if any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
+            problems.append(f"{ipynb.name}: has outputs (commit it output-free; executed copies live in results/)")
+        a = [(c.cell_type, c.source.strip()) for c in jupytext.read(py).cells]
+        b = [(c.cell_type, c.source.strip()) for c in nb.cells]
+        if a != b:
+            problems.append(f"{ipynb.name}: out of sync with {py.name} (run `make sync-notebooks`)")
+    for ipynb in sorted(d.glob("[0-9][0-9]_*.ipynb")):
+        if not ipynb.with_suffix(".py").is_file():
+            problems.append(f"{ipynb.name}: no paired .py source")
+    return problems
