@@ -1,0 +1,88 @@
+r"""Fusion of the three scores into per-question teacher weights :math:`\alpha`.
+
+Per question, over its K branches (unbiased std; :math:`z \equiv 1` when K = 1):
+
+.. math::
+
+    z(v)_k = \frac{v_k - \bar v}{\operatorname{std}(v) + 10^{-4}},\qquad
+    S_k = \beta_1 z(M)_k + \beta_2 z(C)_k - \beta_3 z(L)_k,\qquad
+    \alpha = \operatorname{softmax}(S / \tau)
+
+Ablations drop a term from :math:`S` (``use_mi`` etc.). ``weighting="uniform"`` gives
+:math:`\alpha_k = 1/K`; ``weighting="static"`` gives :math:`\alpha_k \propto` a fixed per-teacher weight
+(normalised over the teachers present in the question). Everything here is detached.
+Softmaxes and statistics are per question (``group``), so the result does not depend on which other
+questions share the batch.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+Weighting = Literal["compact", "uniform", "static"]
+EPS = 1e-4
+
+
+def _group_index(group: Tensor) -> tuple[Tensor, int]:
+    """Dense 0..B-1 ids (batches may hold any question ids) and the number of groups."""
+    uniq, inv = torch.unique(group, return_inverse=True)
+    return inv, len(uniq)
+
+
+def zscore_per_group(v: Tensor, group: Tensor, eps: float = EPS) -> Tensor:
+    """``(v - mean) / (std_unbiased + eps)`` within each question; 1 for a single-branch question."""
+    v = v.detach().double()
+    idx, n_groups = _group_index(group)
+    count = torch.zeros(n_groups, dtype=v.dtype, device=v.device).index_add_(0, idx, torch.ones_like(v))
+    mean = torch.zeros_like(count).index_add_(0, idx, v) / count
+    dev = v - mean[idx]
+    var = torch.zeros_like(count).index_add_(0, idx, dev * dev) / (count - 1).clamp(min=1)
+    z = dev / (var.sqrt()[idx] + eps)
+    return torch.where(count[idx] > 1, z, torch.ones_like(z)).float()
+
+
+def group_softmax(s: Tensor, group: Tensor) -> Tensor:
+    """Softmax of ``s`` within each question, (N,)."""
+    s = s.detach().double()
+    idx, n_groups = _group_index(group)
+    peak = torch.full((n_groups,), float("-inf"), dtype=s.dtype, device=s.device)
+    peak = peak.scatter_reduce(0, idx, s, reduce="amax")
+    e = torch.exp(s - peak[idx])
+    total = torch.zeros(n_groups, dtype=s.dtype, device=s.device).index_add_(0, idx, e)
+    return (e / total[idx]).float()
+
+
+def fuse(mi: Tensor, consensus: Tensor, difficulty: Tensor, group: Tensor,
+         beta: Sequence[float] = (1.0, 1.0, 0.5), temperature: float = 1.0,
+         use_mi: bool = True, use_consensus: bool = True, use_difficulty: bool = True,
+         weighting: Weighting = "compact", static_weights: Sequence[float] | None = None,
+         teacher: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Fused score :math:`S` and weights :math:`\\alpha`, both (N,) and detached."""
+    b1, b2, b3 = (float(x) for x in beta)
+    s = torch.zeros(len(group), dtype=torch.float32, device=group.device)
+    if use_mi:
+        s = s + b1 * zscore_per_group(mi, group)
+    if use_consensus:
+        s = s + b2 * zscore_per_group(consensus, group)
+    if use_difficulty:
+        s = s - b3 * zscore_per_group(difficulty, group)
+    if weighting == "compact":
+        return s, group_softmax(s / temperature, group)
+    if weighting == "uniform":
+        return s, group_softmax(torch.zeros_like(s), group)
+    if weighting == "static":
+        if static_weights is None or teacher is None:
+            raise ValueError("weighting='static' needs static_weights and the per-row teacher index")
+        table = torch.tensor([float(x) for x in static_weights], dtype=torch.float64, device=group.device)
+        t = teacher.to(group.device).long()
+        if int(t.max()) >= len(table) or int(t.min()) < 0:
+            raise ValueError(f"teacher index {int(t.max())} outside static_weights (length {len(table)})")
+        w = table[t]
+        idx, n_groups = _group_index(group)
+        total = torch.zeros(n_groups, dtype=w.dtype, device=w.device).index_add_(0, idx, w)
+        if bool((total[idx] <= 0).any()):
+            raise ValueError("static_weights sum to zero over the teachers of a question")
+        return s, (w / total[idx]).float()
+    raise ValueError(f"unknown weighting {weighting!r} (expected 'compact', 'uniform' or 'static')")

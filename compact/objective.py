@@ -1,0 +1,502 @@
+r"""The COMPACT objective: alpha-weighted branch losses plus a pairwise consistency term.
+
+For one question with K branches (scores from :mod:`compact.difficulty`, :mod:`compact.consensus`,
+:mod:`compact.adaptability`, fused into :math:`\alpha` by :mod:`compact.fusion`, all detached):
+
+.. math::
+
+    \mathcal L_{\text{total}} = \sum_k \alpha_k L_k
+        + \lambda \sum_{i<j,\ \alpha_i\alpha_j \ge 10^{-4}} \alpha_i \alpha_j D_{ij}
+
+- ``consistency="sequence"`` (reference): position by position over the whole padded row,
+  :math:`D_{ij} = \sum_t m_{ij,t}\,[\mathrm{KL}(p_{i,t}\|p_{j,t}) + \mathrm{KL}(p_{j,t}\|p_{i,t})]
+  / \max(1, \sum_t m_{ij,t})`, :math:`m_{ij} = \text{mask}_i \cdot \text{mask}_j`,
+  :math:`p_{k,t} = \operatorname{softmax}(z_{k,t})` over the full vocabulary.
+- ``consistency="answer_span"`` (variant, MCC-KD style): only the distributions that predict the final
+  answer's tokens, aligned by answer-token index (branch i's a-th answer token against branch j's a-th),
+  :math:`D_{ij} = \frac{1}{n}\sum_{a<n} \tfrac12[\mathrm{KL}(p_{i,a}\|p_{j,a}) + \mathrm{KL}(p_{j,a}\|p_{i,a})]`,
+  :math:`n = \min(|\text{span}_i|, |\text{span}_j|)`. Spans come from ``batch.answer_span`` or are located
+  automatically (:func:`locate_answer_spans`); a pair with an empty span is skipped and counted.
+- ``consistency="none"``: no consistency term.
+
+Batches hold B questions x K branches. ``loss`` is the MEAN over questions of each question's total
+(B = 1 is exactly the released per-question loss); ``loss_sum`` is the sum. For gradient accumulation
+over micro-batches of one batch of Q questions, call ``backward()`` on ``out.loss_sum / Q`` in every
+micro-batch (equivalently ``out.loss * n_micro_questions / Q``): alpha is per question, so the summed
+gradient equals the full batch's, however the batch is split (across processes too, with DDP averaging
+when every rank scales by its own share of the global question count).
+
+Two implementations, same numbers (``path``):
+
+- ``"reference"``: a loop over questions and pairs, literally as released: log-softmax recomputed for
+  every pair (memory grows with K^2 L V).
+- ``"fast"``: vectorised over questions and pairs; log-softmax computed once per branch and chunk inside
+  one fused autograd function that also gives the cross-entropy, with an analytic backward that
+  recomputes each chunk instead of storing V-sized intermediates. Chunks hold at most ``chunk_tokens``
+  (row, position) entries of the widest V-sized work tensor (branches or pairs).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .adaptability import mi_proxy
+from .consensus import AttentionProjections, consensus_scores, find_attention_projections
+from .difficulty import IGNORE_INDEX, branch_loss, last_nonpad, shifted_labels
+from .errors import CompactError
+from .fusion import fuse
+
+
+@dataclass
+class ObjectiveConfig:
+    """How the objective is computed; defaults are the released implementation's (reference mode)."""
+
+    path: Literal["reference", "fast"] = "fast"  # implementation; same numbers
+    beta: tuple[float, float, float] = (1.0, 1.0, 0.5)  # (MI, consensus, difficulty) weights in S
+    temperature: float = 1.0  # alpha = softmax(S / temperature)
+    lambda_consistency: float = 0.1  # weight of the pairwise consistency term
+    pair_threshold: float = 1e-4  # pairs with alpha_i * alpha_j below this are skipped
+    weighting: Literal["compact", "uniform", "static"] = "compact"
+    static_weights: list[float] | None = None  # per teacher, for weighting="static"
+    use_mi: bool = True  # ablations: drop a score's term from S
+    use_consensus: bool = True
+    use_difficulty: bool = True
+    mi_variant: Literal["reference", "masked_mean"] = "reference"
+    gqa_widening: Literal["element", "head_block"] = "element"
+    consistency: Literal["sequence", "answer_span", "none"] = "sequence"
+    chunk_tokens: int = 4096  # fast path: (row, position) entries per chunk of V-sized work
+
+    def validate(self) -> None:
+        if len(self.beta) != 3:
+            raise ValueError(f"beta must have 3 entries (MI, consensus, difficulty), got {len(self.beta)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.lambda_consistency < 0:
+            raise ValueError(f"lambda_consistency must be >= 0, got {self.lambda_consistency}")
+        if self.pair_threshold < 0:
+            raise ValueError(f"pair_threshold must be >= 0, got {self.pair_threshold}")
+        if self.chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
+        if self.weighting == "static":
+            if not self.static_weights:
+                raise ValueError("weighting='static' needs static_weights (one per teacher)")
+            if any(w < 0 for w in self.static_weights):
+                raise ValueError(f"static_weights must be >= 0, got {self.static_weights}")
+        for name, allowed in (("path", ("reference", "fast")), ("weighting", ("compact", "uniform", "static")),
+                              ("mi_variant", ("reference", "masked_mean")),
+                              ("gqa_widening", ("element", "head_block")),
+                              ("consistency", ("sequence", "answer_span", "none"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class Batch:
+    """B questions x K branches as N = B*K right-padded rows; the rows of one question are contiguous."""
+
+    input_ids: Tensor  # (N, L) long
+    attention_mask: Tensor  # (N, L)
+    assistant_start: Tensor  # (N,) index of the first assistant token
+    group: Tensor  # (N,) question index 0..B-1
+    teacher: Tensor  # (N,) teacher index 0..K-1 (static weights, logging)
+    gold_ids: Tensor  # (B, G) gold answer token ids, right-padded with -1
+    gold_mask: Tensor  # (B, G)
+    thinking_ids: Tensor  # (T,) ids counting as thinking tokens
+    answer_span: Tensor | None = None  # (N, L) bool mask of final-answer tokens (answer_span consistency)
+
+    @property
+    def n_questions(self) -> int:
+        return int(self.gold_ids.shape[0])
+
+    def to(self, device) -> "Batch":
+        return Batch(**{f.name: (v.to(device) if isinstance(v, Tensor) else v)
+                        for f in dataclasses.fields(self) for v in [getattr(self, f.name)]})
+
+    def validate(self) -> None:
+        """Raise :class:`CompactError` naming the field when shapes or indices are inconsistent."""
+        if self.input_ids.dim() != 2:
+            raise CompactError(f"Batch field 'input_ids': expected (N, L), got shape {tuple(self.input_ids.shape)}")
+        n, length = self.input_ids.shape
+        if tuple(self.attention_mask.shape) != (n, length):
+            raise CompactError(f"Batch field 'attention_mask': shape {tuple(self.attention_mask.shape)} != {(n, length)}")
+        for name in ("assistant_start", "group", "teacher"):
+            if tuple(getattr(self, name).shape) != (n,):
+                raise CompactError(f"Batch field '{name}': shape {tuple(getattr(self, name).shape)} != {(n,)}")
+        if self.gold_ids.dim() != 2 or self.gold_mask.shape != self.gold_ids.shape:
+            raise CompactError(f"Batch field 'gold_mask': shape {tuple(self.gold_mask.shape)} != gold_ids "
+                               f"{tuple(self.gold_ids.shape)} (expected (B, G))")
+        if n == 0:
+            raise CompactError("Batch field 'input_ids': empty batch")
+        g = self.group.long()
+        if int(g.min()) < 0 or int(g.max()) >= self.n_questions:
+            raise CompactError(f"Batch field 'group': values must lie in 0..{self.n_questions - 1}")
+        if bool((g[1:] != g[:-1]).sum() != len(torch.unique(g)) - 1):
+            raise CompactError("Batch field 'group': the rows of one question must be contiguous")
+        if self.answer_span is not None and tuple(self.answer_span.shape) != (n, length):
+            raise CompactError(f"Batch field 'answer_span': shape {tuple(self.answer_span.shape)} != {(n, length)}")
+
+    def split(self, n_micro: int) -> list["Batch"]:
+        """Split by whole questions into ``n_micro`` consecutive micro-batches (question ids renumbered)."""
+        order = torch.unique_consecutive(self.group)
+        parts = [p for p in torch.tensor_split(order, min(n_micro, len(order))) if len(p)]
+        out = []
+        for qs in parts:
+            rows = torch.isin(self.group, qs)
+            remap = torch.full((self.n_questions,), -1, dtype=torch.long, device=self.group.device)
+            remap[qs.long()] = torch.arange(len(qs), device=self.group.device)
+            out.append(Batch(
+                input_ids=self.input_ids[rows], attention_mask=self.attention_mask[rows],
+                assistant_start=self.assistant_start[rows], group=remap[self.group[rows].long()],
+                teacher=self.teacher[rows], gold_ids=self.gold_ids[qs.long()], gold_mask=self.gold_mask[qs.long()],
+                thinking_ids=self.thinking_ids,
+                answer_span=None if self.answer_span is None else self.answer_span[rows]))
+        return out
+
+
+@dataclass
+class ObjectiveOutput:
+    """Everything one objective evaluation produces; only ``loss``/``loss_sum`` carry gradients."""
+
+    loss: Tensor  # scalar: mean over questions of each question's total; what backward() is called on
+    loss_sft: Tensor  # sum_k alpha_k L_k, mean over questions
+    loss_consistency: Tensor  # pair sum before lambda, mean over questions
+    per_branch_loss: Tensor  # (N,) L_k, detached
+    alpha: Tensor  # (N,) detached
+    mi: Tensor  # (N,) raw adaptability M_k
+    consensus: Tensor  # (N,) raw consensus C_k (zeros when not computed)
+    difficulty: Tensor  # (N,) raw difficulty (= per_branch_loss)
+    fused: Tensor  # (N,) S_k
+    loss_sum: Tensor | None = None  # scalar: sum over questions of each question's total (differentiable)
+    n_questions: int = 1
+    per_question_loss: Tensor | None = None  # (B,) each question's total, detached
+    n_pairs: int = 0  # pairs that entered the consistency term
+    n_pairs_skipped: int = 0  # pairs below pair_threshold
+    n_pairs_no_span: int = 0  # answer_span pairs skipped because a branch has no located answer span
+    stats: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- spans
+def locate_answer_spans(input_ids: Tensor, attention_mask: Tensor, gold_ids: Tensor, gold_mask: Tensor,
+                        group: Tensor, assistant_start: Tensor | None = None) -> Tensor:
+    """(N, L) bool: the LAST occurrence of the question's gold token sequence in each branch.
+
+    The search runs over the non-pad part of the row from ``assistant_start`` on (whole row when None).
+    Fallback when the gold sequence does not occur (e.g. the answer was tokenized differently in context,
+    or the teacher answered wrongly): an empty span; the objective skips such pairs and counts them in
+    ``n_pairs_no_span``. Pass ``batch.answer_span`` to override the automatic search.
+    """
+    n, length = input_ids.shape
+    spans = torch.zeros(n, length, dtype=torch.bool, device=input_ids.device)
+    last = last_nonpad(attention_mask)
+    start = (torch.zeros(n, dtype=torch.long, device=input_ids.device) if assistant_start is None
+             else assistant_start.to(input_ids.device).long())
+    for row in range(n):
+        gold = gold_ids[int(group[row])][gold_mask[int(group[row])].bool()].to(input_ids.device).long()
+        g = len(gold)
+        lo, hi = int(start[row]), int(last[row]) + 1  # search input_ids[row, lo:hi]
+        if g == 0 or hi - lo < g:
+            continue
+        windows = input_ids[row, lo:hi].long().unfold(0, g, 1)  # (hi-lo-g+1, g)
+        hits = (windows == gold).all(dim=1).nonzero()
+        if len(hits):
+            s = lo + int(hits[-1])
+            spans[row, s:s + g] = True
+    return spans
+
+
+def _span_positions(spans: Tensor) -> tuple[Tensor, Tensor]:
+    """Positions whose logits PREDICT the span tokens (span position - 1), left-aligned: (N, A) and valid (N, A)."""
+    pred = torch.zeros_like(spans)
+    pred[:, :-1] = spans[:, 1:]  # logits at t-1 predict the token at t
+    count = pred.sum(dim=1)
+    width = max(int(count.max()) if len(count) else 0, 1)
+    valid = torch.arange(width, device=spans.device)[None, :] < count[:, None]  # (N, A)
+    # stable sort puts the span positions first, in order
+    order = torch.sort((~pred).to(torch.int8), dim=1, stable=True).indices[:, :width]  # (N, A)
+    return torch.where(valid, order, torch.zeros_like(order)), valid
+
+
+# -------------------------------------------------------------------------------------- fused kernel
+class _FusedCESymKL(torch.autograd.Function):
+    """Per-row CE sums and per-pair symmetric-KL sums from logits, chunked over positions.
+
+    Forward: ``ce[n] = sum_t -log_softmax(z[n,t])[y[n,t]]`` (t with y != ignore) and
+    ``pair[p] = sum_t w[p,t] * sum_v (p_I - p_J)(l_I - l_J)`` where ``l = log_softmax(z)``, ``p = exp(l)``
+    (the sum of both KL directions). Backward (recomputing l, p per chunk):
+    ``d/dz_I = w (p_I (d - KL(I||J)) + p_I - p_J)`` with ``d = l_I - l_J``, symmetric for J;
+    ``d/dz_n (CE) = p_n - onehot(y)``.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, targets: Tensor, pi: Tensor, pj: Tensor, pmask: Tensor, chunk: int):
+        n, length, _ = z.shape
+        ce = torch.zeros(n, dtype=torch.float32, device=z.device)
+        pair = torch.zeros(len(pi), dtype=torch.float32, device=z.device)
+        step = _chunk_len(chunk, n, len(pi))
+        for s in range(0, length, step):
+            e = min(length, s + step)
+            lc = torch.log_softmax(z[:, s:e].float(), dim=-1)  # (N, c, V)
+            y = targets[:, s:e]
+            keep = y != IGNORE_INDEX
+            picked = lc.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, c)
+            ce -= (picked * keep).sum(dim=1)
+            if len(pi):
+                d = lc[pi] - lc[pj]  # (P, c, V)
+                pc = lc.exp()
+                dp = pc[pi] - pc[pj]  # (P, c, V)
+                pair += ((dp * d).sum(dim=-1) * pmask[:, s:e]).sum(dim=1)
+                del d, dp, pc
+            del lc
+        ctx.save_for_backward(z, targets, pi, pj, pmask)
+        ctx.chunk = chunk
+        return ce, pair
+
+    @staticmethod
+    def backward(ctx, g_ce: Tensor, g_pair: Tensor):
+        z, targets, pi, pj, pmask = ctx.saved_tensors
+        n, length, _ = z.shape
+        grad = torch.zeros_like(z)
+        live = g_pair != 0  # pairs below the threshold carry no gradient: skip their work
+        pi, pj, pmask, g_pair = pi[live], pj[live], pmask[live], g_pair[live]
+        step = _chunk_len(ctx.chunk, n, len(pi))
+        for s in range(0, length, step):
+            e = min(length, s + step)
+            lc = torch.log_softmax(z[:, s:e].float(), dim=-1)  # (N, c, V)
+            pc = lc.exp()
+            y = targets[:, s:e]
+            wce = (g_ce[:, None] * (y != IGNORE_INDEX)).unsqueeze(-1)  # (N, c, 1)
+            gz = pc * wce  # (N, c, V)
+            gz.scatter_add_(-1, y.clamp(min=0).unsqueeze(-1), -wce)
+            if len(pi):
+                w = (g_pair[:, None] * pmask[:, s:e]).unsqueeze(-1)  # (P, c, 1)
+                d = lc[pi] - lc[pj]  # (P, c, V)
+                p_i, p_j = pc[pi], pc[pj]
+                kl_ij = (p_i * d).sum(dim=-1, keepdim=True)
+                kl_ji = -(p_j * d).sum(dim=-1, keepdim=True)
+                dp = p_i - p_j
+                gi = (d - kl_ij).mul_(p_i).add_(dp).mul_(w)
+                gz.index_add_(0, pi, gi)
+                del gi, p_i
+                gj = d.neg_().sub_(kl_ji).mul_(p_j).sub_(dp).mul_(w)
+                gz.index_add_(0, pj, gj)
+                del gj, d, dp, p_j
+            grad[:, s:e] = gz.to(grad.dtype)
+            del lc, pc, gz
+        return grad, None, None, None, None, None
+
+
+def _chunk_len(chunk_tokens: int, n_rows: int, n_pairs: int) -> int:
+    return max(1, chunk_tokens // max(n_rows, n_pairs, 1))
+
+
+def _fused(z: Tensor, targets: Tensor, pi: Tensor, pj: Tensor, pmask: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    return _FusedCESymKL.apply(z, targets, pi, pj, pmask.float(), chunk)
+
+
+# --------------------------------------------------------------------------------------------- core
+def _resolve_projections(last_layer_attn) -> AttentionProjections | None:
+    if last_layer_attn is None or isinstance(last_layer_attn, AttentionProjections):
+        return last_layer_attn
+    if isinstance(last_layer_attn, nn.Module):
+        return find_attention_projections(last_layer_attn)
+    raise CompactError(f"last_layer_attn: expected AttentionProjections, a model or None, "
+                       f"got {type(last_layer_attn).__name__}")
+
+
+def _scores(hidden: Tensor, lm_head_weight: Tensor, proj: AttentionProjections | None, batch: Batch,
+            group: Tensor, gold_ids: Tensor, gold_mask: Tensor, rows: Tensor | slice,
+            cfg: ObjectiveConfig) -> tuple[Tensor, Tensor]:
+    """(MI, consensus) for ``rows`` (detached); consensus is zeros when no projections are given."""
+    ids, am = batch.input_ids[rows], batch.attention_mask[rows]
+    mi = mi_proxy(hidden[rows], lm_head_weight, gold_ids, gold_mask, group, ids, am,
+                  batch.assistant_start[rows], batch.thinking_ids, cfg.mi_variant)
+    h = hidden[rows].detach()
+    if proj is None:
+        return mi, torch.zeros(len(h), device=h.device)
+    emb = h[torch.arange(len(h), device=h.device), last_nonpad(am)]  # (K, H) last non-pad state
+    return mi, consensus_scores(emb, proj.q_proj, proj.k_proj, proj.n_heads, proj.n_kv_heads, group,
+                                cfg.gqa_widening)
+
+
+def _fuse(mi, cons, diff, group, teacher, cfg: ObjectiveConfig):
+    return fuse(mi, cons, diff, group, beta=cfg.beta, temperature=cfg.temperature, use_mi=cfg.use_mi,
+                use_consensus=cfg.use_consensus, use_difficulty=cfg.use_difficulty, weighting=cfg.weighting,
+                static_weights=cfg.static_weights, teacher=teacher)
+
+
+def _kl_rows(lp_i: Tensor, lp_j: Tensor) -> Tensor:
+    """KL(p_i || p_j) per position from log-probabilities (the released code's ``F.kl_div`` form)."""
+    return F.kl_div(lp_j, lp_i, reduction="none", log_target=True).sum(dim=-1)
+
+
+def _reference(logits, hidden, lm_head_weight, proj, batch: Batch, cfg: ObjectiveConfig,
+               spans: Tensor | None) -> ObjectiveOutput:
+    n = len(batch.input_ids)
+    dev = logits.device
+    per_branch = torch.zeros(n, device=dev)
+    alpha_all, mi_all, cons_all, s_all = (torch.zeros(n, device=dev) for _ in range(4))
+    totals, sfts, conss = [], [], []
+    n_pairs = n_skip = n_nospan = 0
+    for b in range(batch.n_questions):
+        rows = (batch.group == b).nonzero().squeeze(1)
+        k = len(rows)
+        z = logits[rows]  # (K, L, V)
+        am = batch.attention_mask[rows]
+        zero_group = torch.zeros(k, dtype=torch.long, device=dev)
+        losses = branch_loss(z, batch.input_ids[rows], am, batch.assistant_start[rows])  # (K,) with grad
+        mi, cons = _scores(hidden, lm_head_weight, proj, batch, zero_group, batch.gold_ids[b:b + 1],
+                           batch.gold_mask[b:b + 1], rows, cfg)
+        s, alpha = _fuse(mi, cons, losses.detach(), zero_group, batch.teacher[rows], cfg)
+        sft = (alpha * losses).sum()
+        consistency = torch.zeros((), device=dev)
+        if cfg.consistency != "none":
+            for i in range(k):
+                for j in range(i + 1, k):
+                    w = alpha[i] * alpha[j]
+                    if w < cfg.pair_threshold:
+                        n_skip += 1
+                        continue
+                    if cfg.consistency == "sequence":
+                        lp_i = torch.log_softmax(z[i].float(), dim=-1)  # (L, V), recomputed per pair
+                        lp_j = torch.log_softmax(z[j].float(), dim=-1)
+                        m = (am[i] * am[j]).float()  # (L,)
+                        sym = _kl_rows(lp_i, lp_j) + _kl_rows(lp_j, lp_i)  # (L,)
+                        d_ij = (m * sym).sum() / torch.clamp(m.sum(), min=1.0)
+                    else:
+                        pos_i = spans[rows[i]].nonzero().squeeze(1) - 1  # predicting positions
+                        pos_j = spans[rows[j]].nonzero().squeeze(1) - 1
+                        length = min(len(pos_i), len(pos_j))
+                        if length == 0:
+                            n_nospan += 1
+                            continue
+                        lp_i = torch.log_softmax(z[i, pos_i[:length]].float(), dim=-1)  # (n, V)
+                        lp_j = torch.log_softmax(z[j, pos_j[:length]].float(), dim=-1)
+                        d_ij = (0.5 * (_kl_rows(lp_i, lp_j) + _kl_rows(lp_j, lp_i))).mean()
+                    consistency = consistency + w * d_ij
+                    n_pairs += 1
+        total = sft + cfg.lambda_consistency * consistency
+        totals.append(total)
+        sfts.append(sft)
+        conss.append(consistency)
+        per_branch[rows] = losses.detach()
+        alpha_all[rows], mi_all[rows], cons_all[rows], s_all[rows] = alpha, mi, cons, s
+    total_q = torch.stack(totals)  # (B,)
+    return _output(total_q, torch.stack(sfts), torch.stack(conss), per_branch, alpha_all, mi_all, cons_all,
+                   s_all, n_pairs, n_skip, n_nospan)
+
+
+def _output(total_q, sft_q, cons_q, per_branch, alpha, mi, cons, s, n_pairs, n_skip, n_nospan) -> ObjectiveOutput:
+    b = len(total_q)
+    loss_sum = total_q.sum()
+    return ObjectiveOutput(
+        loss=loss_sum / b, loss_sft=sft_q.detach().mean(), loss_consistency=cons_q.detach().mean(),
+        per_branch_loss=per_branch.detach(), alpha=alpha, mi=mi, consensus=cons, difficulty=per_branch.detach(),
+        fused=s, loss_sum=loss_sum, n_questions=b, per_question_loss=total_q.detach(), n_pairs=n_pairs,
+        n_pairs_skipped=n_skip, n_pairs_no_span=n_nospan)
+
+
+def _pairs(group: Tensor) -> tuple[Tensor, Tensor]:
+    """All (i, j), i < j, of rows in the same question: (P,), (P,)."""
+    same = (group[:, None] == group[None, :]).triu(diagonal=1)
+    pi, pj = same.nonzero(as_tuple=True)
+    return pi, pj
+
+
+def _fast(logits, hidden, lm_head_weight, proj, batch: Batch, cfg: ObjectiveConfig,
+          spans: Tensor | None) -> ObjectiveOutput:
+    n, length, _ = logits.shape
+    dev = logits.device
+    group = batch.group.to(dev).long()
+    b = batch.n_questions
+    mi, cons = _scores(hidden, lm_head_weight, proj, batch, group, batch.gold_ids, batch.gold_mask,
+                       slice(None), cfg)
+    targets = shifted_labels(batch.input_ids, batch.attention_mask, batch.assistant_start)  # (N, L)
+    count = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+    pi, pj = _pairs(group) if cfg.consistency != "none" else (group.new_zeros(0), group.new_zeros(0))
+    no_pairs = group.new_zeros(0)
+    if cfg.consistency == "sequence":
+        am = batch.attention_mask.to(dev).float()
+        pmask = am[pi] * am[pj]  # (P, L)
+        ce_sum, pair_sum = _fused(logits, targets, pi, pj, pmask, cfg.chunk_tokens)
+        denom = pmask.sum(dim=1).clamp(min=1.0)
+        has_span = torch.ones(len(pi), dtype=torch.bool, device=dev)
+    else:
+        ce_sum, _ = _fused(logits, targets, no_pairs, no_pairs, logits.new_zeros(0, length), cfg.chunk_tokens)
+        if cfg.consistency == "answer_span":
+            pos, valid = _span_positions(spans.to(dev))  # (N, A)
+            z_ans = logits[torch.arange(n, device=dev)[:, None], pos]  # (N, A, V), differentiable gather
+            pmask = (valid[pi] & valid[pj]).float()  # (P, A): aligned by answer-token index
+            no_target = torch.full(pos.shape, IGNORE_INDEX, dtype=torch.long, device=dev)
+            _, pair_sum = _fused(z_ans, no_target, pi, pj, pmask, cfg.chunk_tokens)
+            pair_sum = 0.5 * pair_sum
+            denom = pmask.sum(dim=1).clamp(min=1.0)
+            has_span = pmask.sum(dim=1) > 0
+        else:
+            pair_sum = denom = torch.zeros(0, device=dev)
+            has_span = torch.zeros(0, dtype=torch.bool, device=dev)
+    losses = ce_sum / count  # (N,) L_k with grad
+    s, alpha = _fuse(mi, cons, losses.detach(), group, batch.teacher, cfg)
+    w = alpha[pi] * alpha[pj]  # (P,) detached pair weights
+    above = w >= cfg.pair_threshold
+    used = above & has_span
+    d = pair_sum / denom  # (P,)
+    pair_term = torch.where(used, w * d, torch.zeros_like(d))
+    cons_q = torch.zeros(b, device=dev).index_add(0, group[pi], pair_term)  # (B,)
+    sft_q = torch.zeros(b, device=dev).index_add(0, group, alpha * losses)  # (B,)
+    total_q = sft_q + cfg.lambda_consistency * cons_q
+    return _output(total_q, sft_q, cons_q, losses, alpha, mi, cons, s, int(used.sum()), int((~above).sum()),
+                   int((above & ~has_span).sum()))
+
+
+def objective_from_outputs(logits: Tensor, hidden: Tensor, lm_head_weight: Tensor, last_layer_attn,
+                           batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:
+    """The pure tensor core: scores, fusion and objective from one forward pass's outputs.
+
+    ``logits`` (N, L, V) with grad; ``hidden`` (N, L, H) the last hidden state; ``lm_head_weight`` (V, H);
+    ``last_layer_attn``: :class:`AttentionProjections`, a model to find them in, or None (consensus then
+    zeros; an error if ``cfg.use_consensus`` with compact weighting needs it).
+    """
+    cfg.validate()
+    batch.validate()
+    proj = _resolve_projections(last_layer_attn)
+    if proj is None and cfg.use_consensus and cfg.weighting == "compact":
+        raise CompactError("consensus needs the last decoder layer's attention projections; pass them "
+                           "(consensus.find_attention_projections) or set use_consensus=false")
+    spans = None
+    if cfg.consistency == "answer_span":
+        spans = batch.answer_span
+        if spans is None:
+            spans = locate_answer_spans(batch.input_ids, batch.attention_mask, batch.gold_ids, batch.gold_mask,
+                                        batch.group, batch.assistant_start)
+        spans = spans.bool()
+    impl = _reference if cfg.path == "reference" else _fast
+    return impl(logits, hidden, lm_head_weight, proj, batch, cfg, spans)
+
+
+def lm_head_weight(model: nn.Module) -> Tensor:
+    """The LM-head (unembedding) weight, through peft/DDP wrappers."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    inner = model
+    while head is None and isinstance(getattr(inner, "module", None), nn.Module):
+        inner = inner.module
+        head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if head is None or not isinstance(getattr(head, "weight", None), Tensor):
+        raise CompactError(f"model {type(model).__name__} has no output embeddings (the MI proxy needs W_U)")
+    return head.weight
+
+
+def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:
+    """Run ONE forward pass of ``model`` (an HF causal LM) on ``batch`` and evaluate the objective."""
+    try:
+        proj = find_attention_projections(model)
+    except CompactError:
+        if cfg.use_consensus and cfg.weighting == "compact":
+            raise
+        proj = None  # documented fallback: consensus not needed, reported as zeros
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    return objective_from_outputs(out.logits, out.hidden_states[-1], lm_head_weight(model), proj, batch, cfg)
