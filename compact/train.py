@@ -1,0 +1,275 @@
+"""Train a student: COMPACT, its ablations and the multi-teacher baselines, through one loop.
+
+    # CPU smoke run on the smoke world (a minute)
+    python -m compact.train --config configs/train/smoke.yaml
+    # the world student, COMPACT vs uniform multi-teacher SFT
+    python -m compact.train --config configs/train/compact.yaml
+    python -m compact.train --config configs/train/uniform.yaml
+    # two CPU processes over gloo (same parameters as one process)
+    torchrun --nproc_per_node 2 -m compact.train --config configs/train/smoke.yaml --set accelerator.cpu=true
+    # GPUs: DDP / FSDP / DeepSpeed ZeRO through the checked-in accelerate configs
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.train --config configs/paper/compact_qwen2.5-1.5b_gsm8k.yaml
+
+From Python: ``train(load_config("configs/train/compact.yaml")) -> Path`` (the run's artifact directory,
+reused when complete unless ``force=True``). The directory holds the final model (``save_pretrained``,
+safetensors; merged weights for LoRA plus ``adapter/``), the tokenizer, ``config.yaml``, ``manifest.json``,
+``log.jsonl`` (per optimizer step), ``alpha.jsonl`` (per branch: alpha and raw scores) and ``summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import config_hash, load
+from .errors import ArtifactError, CompactError, ConfigError, TrainingError
+from .log import get_logger, seed_everything, setup_logging
+from .paths import resolve
+from .provenance import is_complete, read_manifest
+from .trainer.batching import encode_instances
+from .trainer.config import TrainConfig
+from .trainer.loop import Prepared, make_accelerator, run_dirs, train_loop
+from .trainer.methods import resolve_objective, single_teacher
+
+log = get_logger("train")
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    return load(TrainConfig, path, list(overrides))
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def load_tokenizer(path: str | Path, *, revision: str | None = None, trust_remote_code: bool = False):
+    """The student's tokenizer; a plain ``tokenizers`` file keeps its own pre-tokenizer (not the model type's)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    p = Path(path)
+    cfg_file = p / "tokenizer_config.json"
+    if cfg_file.is_file():
+        cls = json.loads(cfg_file.read_text()).get("tokenizer_class")
+        if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            return PreTrainedTokenizerFast.from_pretrained(str(p))
+    try:
+        return AutoTokenizer.from_pretrained(str(path), revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot load the tokenizer of {path}: {exc}") from None
+
+
+def tokenizer_hash(tokenizer) -> str:
+    """A content hash of a tokenizer's vocabulary and chat template (pairs stores with students)."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    blob = json.dumps([vocab, getattr(tokenizer, "chat_template", None)], separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def instances_hash(instances: Sequence) -> str:
+    h = hashlib.sha256()
+    for inst in instances:
+        h.update(json.dumps([inst.id, inst.question, inst.answer, list(inst.teachers), list(inst.rationales)],
+                            separators=(",", ":")).encode())
+    return h.hexdigest()[:16]
+
+
+def _world(cfg: TrainConfig):
+    from .world import WorldConfig, build_world
+
+    return build_world(load(WorldConfig, cfg.data.world))
+
+
+def load_instances(cfg: TrainConfig) -> tuple[list, dict[str, Any]]:
+    """The run's instances from ``data.store`` (a store directory) or ``data.generate`` (a generate config)."""
+    from .teachers.view import build_instances
+
+    d = cfg.data
+    if d.generate is not None:
+        from .teachers.generate import GenerateConfig, generate_store
+
+        store = generate_store(load(GenerateConfig, d.generate))
+    elif d.store is not None:
+        store = resolve(d.store)
+    else:
+        raise ConfigError("give data.store (a rationale store) or data.generate (a generate config)")
+    if not Path(store).is_dir():
+        raise ArtifactError(f"rationale store not found: {store}")
+    instances = build_instances(store, d.split, d.teachers or None, d.policy, d.correctness_filter)
+    if d.max_instances is not None:
+        instances = instances[: d.max_instances]
+    info: dict[str, Any] = {"store": str(store)}
+    try:
+        info["store_manifest"] = {k: v for k, v in read_manifest(store).items() if k in ("config_hash", "kind",
+                                                                                     "tokenizer_hash", "world")}
+    except ArtifactError:
+        pass
+    return list(instances), info
+
+
+def check_store_tokenizer(info: dict[str, Any], tokenizer) -> None:
+    """ArtifactError when the store's manifest names another tokenizer than the student's."""
+    expected = (info.get("store_manifest") or {}).get("tokenizer_hash")
+    if expected and expected != tokenizer_hash(tokenizer):
+        raise ArtifactError(f"rationale store {info.get('store')} was written for tokenizer {expected}, but the "
+                            f"student's tokenizer is {tokenizer_hash(tokenizer)}: they do not belong together")
+
+
+def load_student(cfg: TrainConfig, path: str | Path):
+    """The student model (float32 unless ``model.dtype``), with LoRA adapters when ``model.lora`` is set."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.model.revision:
+        kwargs["revision"] = cfg.model.revision
+    if cfg.model.attn_implementation:
+        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot load the student {path}: {exc}") from None
+    if cfg.model.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lc = cfg.model.lora
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        missing = [t for t in lc.target_modules if t not in present]
+        if missing:
+            raise ConfigError(f"model.lora.target_modules {missing} are not modules of {type(model).__name__}")
+        model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                                 target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+    return model
+
+
+def check_model(model, objective) -> None:
+    """A clear error when the objective needs the last layer's q/k projections and the model has none."""
+    if objective.weighting == "compact" and objective.use_consensus:
+        from .consensus import find_attention_projections
+
+        try:
+            find_attention_projections(model)
+        except CompactError as exc:
+            raise TrainingError(f"{exc} (config: objective.use_consensus=false)") from None
+
+
+def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prepared:
+    """Instances, tokenizer, encoded questions and the student for ``cfg`` (main process builds inputs first)."""
+    from .world.tokenizer import thinking_token_ids
+
+    info: dict[str, Any] = {}
+    with acc.main_process_first():
+        if instances is None:
+            instances, info = load_instances(cfg)
+        else:
+            instances = list(instances)
+            if cfg.data.max_instances is not None:
+                instances = instances[: cfg.data.max_instances]
+            info["instances_sha"] = instances_hash(instances)
+        student = cfg.model.path
+        if student is None:
+            if cfg.data.world is None:
+                raise ConfigError("give model.path (a student folder or hub id) or data.world (its student)")
+            world = _world(cfg)
+            student = str(world.student_path)
+            info["world"] = cfg.data.world
+    if not instances:
+        raise ConfigError(f"no training instances (data.split={cfg.data.split!r})")
+    student_path = resolve(student) if resolve(student).exists() else student
+    info["student"] = str(student_path)
+    tokenizer = load_tokenizer(student_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        raise ArtifactError(f"the tokenizer of {student_path} has no pad token")
+    info["tokenizer_hash"] = tokenizer_hash(tokenizer)
+    check_store_tokenizer(info, tokenizer)
+    teachers = list(cfg.data.teachers) if cfg.data.teachers else list(dict.fromkeys(
+        name for inst in instances for name in inst.teachers))
+    objective = resolve_objective(cfg.method, cfg.objective, teachers)
+    branch = single_teacher(cfg.method, cfg.teacher, teachers)
+    questions, stats = encode_instances(instances, tokenizer, teachers=teachers, max_length=cfg.data.max_length,
+                                        branch_teacher=branch)
+    if stats.branches_truncated or stats.questions_dropped:
+        log.warning("max_length %d: %d of %d branches truncated (%d tokens cut), %d questions dropped",
+                    cfg.data.max_length, stats.branches_truncated, stats.branches, stats.tokens_truncated,
+                    stats.questions_dropped)
+    if not questions:
+        raise ConfigError(f"every question was dropped: prompts exceed data.max_length={cfg.data.max_length}")
+    seed_everything(cfg.seed)  # LoRA initialisation draws from torch's generator
+    model = load_student(cfg, student_path)
+    check_model(model, objective)
+    return Prepared(questions=questions, teachers=teachers, tokenizer=tokenizer, model=model,
+                    thinking_ids=thinking_token_ids(tokenizer), truncation=stats, objective=objective,
+                    provenance=info)
+
+
+# ------------------------------------------------------------------------------------------------- API
+def train(cfg: TrainConfig, *, force: bool = False, root: Path | None = None,
+          instances: Sequence | None = None) -> Path:
+    """Train (or reuse) the run named by ``cfg``; return its artifact directory.
+
+    ``instances`` (optional) replaces the store: hand-made :class:`compact.teachers.view.Instance` lists
+    for tests and notebooks; their content hash then names the artifact together with the config.
+    ``root`` overrides the artifacts root (default ``compact.paths.artifacts_dir()``).
+    """
+    named = cfg if instances is None else _with_instances(cfg, instances)
+    out, work = run_dirs(named, root)
+    if is_complete(out) and not force:
+        log.info("run %s is complete: %s (use --force to retrain)", cfg.name, out)
+        return out
+    acc = make_accelerator(cfg, work)
+    if force and acc.is_main_process and work.exists():
+        shutil.rmtree(work)
+    acc.wait_for_everyone()
+    work.mkdir(parents=True, exist_ok=True)
+    prep = prepare(cfg, acc, instances=instances)
+    return train_loop(cfg, prep, acc, out=out, work=work)
+
+
+class _Named:
+    """A config stand-in for naming: the config's identity plus the hand-made instances' hash."""
+
+    def __init__(self, cfg: TrainConfig, instances: Sequence):
+        self.name = cfg.name
+        self._identity = {**cfg.identity(), "instances_sha": instances_hash(list(instances))}
+
+    def identity(self) -> dict:
+        return self._identity
+
+
+def _with_instances(cfg: TrainConfig, instances: Sequence):
+    return _Named(cfg, instances)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import add_common
+
+    add_common(parser, config_required=True)
+    parser.add_argument("--force", action="store_true", help="retrain even when the run's artifact is complete")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    out = train(cfg, force=args.force)
+    print(out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m compact.train", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return run(args)
+    except CompactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["train", "load_config", "prepare", "load_student", "load_tokenizer", "tokenizer_hash", "TrainConfig",
+           "config_hash"]

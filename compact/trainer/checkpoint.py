@@ -1,0 +1,116 @@
+"""Periodic checkpoints that a SIGKILL cannot corrupt, and bitwise-exact resume.
+
+A checkpoint ``ckpt-<step>/`` holds
+    model.safetensors   the trainable parameters (LoRA adapters, or every parameter for full fine-tuning)
+    optimizer.pt        optimizer state_dict (torch.save of tensors/dicts; loaded with weights_only=True)
+    scheduler.pt        learning-rate scheduler state_dict
+    rng-<rank>.pt       python / numpy / torch (and CUDA) generator states of each process
+    manifest.json       step, epoch, position in the epoch: written last, so its presence marks a complete one
+It is built in a temporary sibling directory and renamed into place (``provenance.atomic_dir``), so a kill
+at any moment leaves either the old set of checkpoints or the new one, never a half-written directory.
+"""
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import ArtifactError
+from ..provenance import atomic_dir, is_complete, read_manifest, write_json
+
+_NAME = re.compile(r"^ckpt-(\d+)$")
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters the optimizer updates, by name, as contiguous CPU tensors."""
+    return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str = "") -> None:
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(set(params) - set(state))
+    extra = sorted(set(state) - set(params))
+    if missing or extra:
+        raise ArtifactError(f"checkpoint {where} does not fit the model: missing {missing[:3]}, unexpected {extra[:3]}")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state[n].to(device=p.device, dtype=p.dtype))
+
+
+def rng_state() -> dict[str, Any]:
+    py = random.getstate()
+    np_state = np.random.get_state()
+    out: dict[str, Any] = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": {"key": torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_dir() and is_complete(p):
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(root: Path, *, step: int, model: torch.nn.Module, optimizer, scheduler,
+                    position: dict[str, Any], rng_by_rank: list[dict[str, Any]], keep: int) -> Path:
+    """Write ``root/ckpt-<step>`` atomically (call on the main process only) and prune to ``keep``."""
+    final = root / f"ckpt-{step:08d}"
+    with atomic_dir(final, overwrite=True) as tmp:
+        save_file(trainable_state(model), str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        for rank, state in enumerate(rng_by_rank):
+            torch.save(state, tmp / f"rng-{rank}.pt")
+        write_json(tmp / "manifest.json", {"kind": "checkpoint", "step": step, **position,
+                                           "num_processes": len(rng_by_rank)})
+    for _, old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler, rank: int) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and this process's RNG; return the manifest (step, position)."""
+    meta = read_manifest(path)
+    try:
+        load_trainable_state(model, load_file(str(path / "model.safetensors")), where=str(path))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+        rng_file = path / f"rng-{rank}.pt"
+        if rng_file.is_file():  # absent when resuming with more processes than wrote it: fresh RNG
+            set_rng_state(torch.load(rng_file, weights_only=True))
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"checkpoint {path} cannot be loaded: {exc}") from None
+    return meta

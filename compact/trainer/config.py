@@ -1,0 +1,162 @@
+"""The training run config: one dataclass per section, filled from ``configs/train/*.yaml``.
+
+A run is fully named by its resolved :class:`TrainConfig` (the artifact directory carries its hash), so
+every field that changes the numbers lives here; fields that only change speed or verbosity too, because a
+user re-running a config must get the same artifact path.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Optional
+
+from ..objective import ObjectiveConfig
+
+Method = Literal["compact", "uniform", "single", "static", "mcckd"]
+Schedule = Literal["constant", "linear", "cosine"]
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the training instances come from and how they are tokenised."""
+
+    # A world config (``configs/world/*.yaml``): its student is the default model and its tokenizer hash
+    # is checked against the store's.
+    world: Optional[str] = None
+    # A rationale store directory, or a generate config (``configs/generate/*.yaml``) whose store is built
+    # (or reused) by ``compact.teachers.generate.generate_store``.
+    store: Optional[str] = None
+    generate: Optional[str] = None
+    split: str = "train"
+    teachers: list[str] = dataclasses.field(default_factory=list)  # empty: every teacher in the store
+    policy: str = "first"                    # which rationale per teacher (compact.teachers.view)
+    correctness_filter: str = "none"         # keep only correct rationales, etc. (compact.teachers.view)
+    max_length: int = 512                    # tokens per branch; longer rationales are cut from the right
+    max_instances: Optional[int] = None      # first N instances (after the view's order), for smoke runs
+
+    def validate(self) -> None:
+        if self.store is not None and self.generate is not None:
+            raise ValueError("give data.store or data.generate, not both")
+        if self.max_length < 8:
+            raise ValueError(f"data.max_length must be >= 8, got {self.max_length}")
+        if self.max_instances is not None and self.max_instances < 1:
+            raise ValueError("data.max_instances must be >= 1")
+
+
+@dataclasses.dataclass
+class LoraConfig:
+    """peft LoRA on the listed linear projections (the authors' setting by default)."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] = dataclasses.field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+    def validate(self) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise ValueError("lora.r and lora.alpha must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("lora.dropout must be in [0, 1)")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The student: a local Hugging Face folder or a hub id (empty: the world's student)."""
+
+    path: Optional[str] = None
+    revision: Optional[str] = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights as loaded; autocast is separate
+    trust_remote_code: bool = False
+    lora: Optional[LoraConfig] = None        # None: full fine-tuning
+    attn_implementation: Optional[str] = None  # e.g. "sdpa", "eager"; None: transformers' default
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """AdamW, the learning-rate schedule and the batch geometry."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: Schedule = "constant"
+    warmup_steps: int = 0
+    epochs: int = 1
+    max_steps: Optional[int] = None          # stops earlier than ``epochs`` when set
+    questions_per_step: int = 8              # questions (all their branches) per optimizer step, all processes
+    micro_batch_questions: int = 8           # questions per forward pass on one process
+    grad_clip: Optional[float] = 1.0
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ValueError("optim.lr must be > 0")
+        if self.questions_per_step < 1 or self.micro_batch_questions < 1:
+            raise ValueError("optim.questions_per_step and optim.micro_batch_questions must be >= 1")
+        if self.epochs < 1:
+            raise ValueError("optim.epochs must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("optim.max_steps must be >= 1")
+        if self.warmup_steps < 0:
+            raise ValueError("optim.warmup_steps must be >= 0")
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+    every: int = 0                           # optimizer steps between checkpoints (0: none)
+    keep: int = 2                            # the newest ``keep`` checkpoints stay on disk
+    resume: Literal["auto", "never"] = "auto"  # auto: continue from the newest complete checkpoint
+
+
+@dataclasses.dataclass
+class AcceleratorConfig:
+    cpu: bool = False                        # force CPU even when CUDA is present (always CPU without CUDA)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # used on GPU only; CPU runs stay fp32
+
+
+@dataclasses.dataclass
+class LogConfig:
+    every: int = 1                           # optimizer steps between log.jsonl records
+    alpha_every: int = 1                     # optimizer steps between alpha.jsonl records (0: never)
+    tensorboard: bool = False                # accelerate's tensorboard tracker, under <work>/tb
+
+
+@dataclasses.dataclass
+class DebugConfig:
+    """Test hooks. They change no numbers: a debug run is named like the run it reproduces."""
+
+    step_sleep_s: float = 0.0                # slow each step down (kill-and-resume tests)
+    nan_at_step: Optional[int] = None        # inject a NaN loss at this optimizer step (1-based)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run: data, model, method + objective, optimiser, checkpoints, seed."""
+
+    name: str = "run"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    # compact: alpha from the three scores; uniform: alpha=1/K; single: teacher `teacher` only;
+    # static: fixed `objective.static_weights`; mcckd: uniform alpha + answer-span consistency.
+    method: Method = "compact"
+    teacher: Optional[str] = None            # single: the teacher's name (or its index, as a string)
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    accelerator: AcceleratorConfig = dataclasses.field(default_factory=AcceleratorConfig)
+    log: LogConfig = dataclasses.field(default_factory=LogConfig)
+    seed: int = 0
+    debug: DebugConfig = dataclasses.field(default_factory=DebugConfig)
+
+    def validate(self) -> None:
+        if self.method == "single" and self.teacher is None:
+            raise ValueError("method 'single' needs `teacher` (a teacher name or index)")
+        if self.method != "single" and self.teacher is not None:
+            raise ValueError(f"`teacher` is only used by method 'single' (method is {self.method!r})")
+
+    def identity(self) -> dict:
+        """The config as it names the artifact: debug hooks are left out (they do not change results)."""
+        from ..config import to_dict
+
+        d = to_dict(self)
+        d.pop("debug", None)
+        return d

@@ -1,0 +1,322 @@
+r"""The training loop: seeded global data order, sharded over processes, gradient accumulation, AdamW.
+
+One optimizer step consumes ``Q = optim.questions_per_step`` questions in a global order drawn from a
+``torch.Generator`` seeded by ``(seed, epoch)``. With ``P`` processes, process ``r`` takes the ``r``-th
+``Q/P`` slice of every step's questions and splits it into micro-batches of ``m`` questions. The objective
+returns each micro-batch's mean over its questions, so the micro-batch loss is weighted by
+
+.. math::  w = \frac{n_\text{micro}}{Q / P}
+
+and DDP's mean over processes turns the accumulated gradient into the gradient of the mean over all ``Q``
+questions: the parameters do not depend on ``P`` or ``m`` (up to floating-point summation order).
+An incomplete last step of an epoch is dropped, so every step sees exactly ``Q`` questions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..config import save_yaml, to_dict
+from ..errors import ConfigError, TrainingError
+from ..log import get_logger, progress, seed_everything
+from ..provenance import artifact_path, atomic_dir, manifest, write_json
+from .batching import EncodedQuestion, TruncationStats, collate
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
+from .config import TrainConfig
+
+log = get_logger("train")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything the loop needs besides the config: encoded data, teachers, tokenizer, model."""
+
+    questions: list[EncodedQuestion]
+    teachers: list[str]
+    tokenizer: Any
+    model: torch.nn.Module
+    thinking_ids: list[int]
+    truncation: TruncationStats
+    objective: Any                      # the resolved compact.objective.ObjectiveConfig
+    provenance: dict[str, Any]          # store / world / student paths and hashes
+
+
+def run_dirs(cfg: TrainConfig, root: Path | None = None) -> tuple[Path, Path]:
+    """(artifact dir named by the config hash, its sibling work dir holding checkpoints and live logs)."""
+    out = artifact_path("runs", cfg.identity(), cfg.name, root=root)
+    return out, out.parent / f".{out.name}.work"
+
+
+def make_accelerator(cfg: TrainConfig, work: Path):
+    from accelerate import Accelerator, PartialState
+
+    cpu = cfg.accelerator.cpu or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
+    n_proc = state.num_processes
+    q, m = cfg.optim.questions_per_step, cfg.optim.micro_batch_questions
+    if q % n_proc:
+        raise ConfigError(f"optim.questions_per_step={q} must be a multiple of the number of processes ({n_proc})")
+    n_micro = math.ceil((q // n_proc) / m)
+    kwargs: dict[str, Any] = {}
+    if cfg.log.tensorboard:
+        kwargs.update(log_with="tensorboard", project_dir=str(work / "tb"))
+    acc = Accelerator(cpu=cpu, mixed_precision="no" if cpu else cfg.accelerator.mixed_precision,
+                      gradient_accumulation_steps=n_micro, step_scheduler_with_optimizer=False, **kwargs)
+    return acc
+
+
+def make_schedule(optimizer, cfg: TrainConfig, total_steps: int):
+    """constant / linear / cosine learning rate, each with linear warmup (transformers' schedules)."""
+    from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
+                              get_linear_schedule_with_warmup)
+
+    w = cfg.optim.warmup_steps
+    if cfg.optim.schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, w)
+    if cfg.optim.schedule == "linear":
+        return get_linear_schedule_with_warmup(optimizer, w, total_steps)
+    return get_cosine_schedule_with_warmup(optimizer, w, total_steps)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The global question order of an epoch: the same on every process, for any number of processes."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _per_teacher(values: Sequence[float], teachers: Sequence[int], names: Sequence[str]) -> dict[str, dict]:
+    out = {}
+    for k, name in enumerate(names):
+        v = torch.tensor([x for x, t in zip(values, teachers) if t == k], dtype=torch.float64)
+        if v.numel():
+            out[name] = {"mean": v.mean().item(), "std": v.std(unbiased=False).item(),
+                         "min": v.min().item(), "max": v.max().item(), "n": int(v.numel())}
+    return out
+
+
+def _truncate_jsonl(path: Path, max_step: int) -> None:
+    """Keep the records up to ``max_step`` (a killed run may have logged steps after its last checkpoint)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= max_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _vec(x) -> list[float]:
+    if x is None:
+        return []
+    return [float(v) for v in x.detach().float().reshape(-1).cpu()]
+
+
+def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
+               after_step: Callable[[int], None] | None = None) -> Path:
+    """Train ``prep.model`` under accelerator ``acc``; the main process publishes the artifact ``out``."""
+    from ..objective import compact_objective
+
+    main = acc.is_main_process
+    rank, n_proc = acc.process_index, acc.num_processes
+    q_step = cfg.optim.questions_per_step
+    q_local, m = q_step // n_proc, cfg.optim.micro_batch_questions
+    n = len(prep.questions)
+    steps_per_epoch = n // q_step
+    if steps_per_epoch == 0:
+        raise ConfigError(f"{n} training questions are fewer than optim.questions_per_step={q_step}")
+    total = steps_per_epoch * cfg.optim.epochs
+    if cfg.optim.max_steps is not None:
+        total = min(total, cfg.optim.max_steps)
+
+    seed_everything(cfg.seed)
+    model = prep.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
+                                  weight_decay=cfg.optim.weight_decay)
+    scheduler = make_schedule(optimizer, cfg, total)  # not prepared: accelerate would step it P times
+    model, optimizer = acc.prepare(model, optimizer)
+    model.train()
+
+    ckpt_root = work / "checkpoints"
+    log_path, alpha_path = work / "log.jsonl", work / "alpha.jsonl"
+    step, elapsed_before, tokens_before = 0, 0.0, 0
+    latest = latest_checkpoint(ckpt_root) if cfg.checkpoint.resume == "auto" else None
+    if latest is not None:
+        meta = load_checkpoint(latest, model=acc.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+                               rank=rank)
+        step, elapsed_before, tokens_before = int(meta["step"]), float(meta["elapsed_s"]), int(meta["tokens"])
+        if main:
+            log.info("resumed from %s (step %d of %d)", latest, step, total)
+            _truncate_jsonl(log_path, step)
+            _truncate_jsonl(alpha_path, step)
+    elif main:
+        for p in (log_path, alpha_path):
+            p.unlink(missing_ok=True)
+    acc.wait_for_everyone()
+    if cfg.log.tensorboard:
+        acc.init_trackers(cfg.name)
+
+    obj_cfg = prep.objective
+    answer_spans = getattr(obj_cfg, "consistency", "none") == "answer_span"
+    pad_id = prep.tokenizer.pad_token_id
+    t0, tokens = time.perf_counter(), tokens_before
+    bar = progress(total=total, initial=step, desc=f"train {cfg.name}", **({} if main else {"disable": True}))
+    while step < total:
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        order = epoch_order(n, cfg.seed, epoch)
+        global_ids = order[in_epoch * q_step:(in_epoch + 1) * q_step]
+        local_ids = global_ids[rank * q_local:(rank + 1) * q_local]
+        step += 1
+        sums = torch.zeros(4, dtype=torch.float64)  # loss, loss_sft, loss_consistency, tokens (weighted)
+        records: list[dict[str, Any]] = []
+        for start in range(0, q_local, m):
+            micro = [prep.questions[i] for i in local_ids[start:start + m]]
+            batch = collate(micro, pad_id=pad_id, thinking_ids=prep.thinking_ids, answer_spans=answer_spans,
+                            tokenizer=prep.tokenizer).to(acc.device)
+            with acc.accumulate(model):
+                res = compact_objective(model, batch, obj_cfg)
+                loss = res.loss
+                if cfg.debug.nan_at_step == step:
+                    loss = loss * float("nan")
+                bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=acc.device)
+                if acc.reduce(bad, "sum").item() > 0:
+                    ids = [q.id for q in micro] if bad.item() else []
+                    raise TrainingError(
+                        f"non-finite loss at optimizer step {step} (epoch {epoch + 1})"
+                        + (f" on instances {ids}" if ids else " on another process")
+                        + (f"; the last good checkpoint is {latest_checkpoint(ckpt_root)}"
+                           if latest_checkpoint(ckpt_root) else "; no checkpoint was written yet"))
+                w = len(micro) / q_local
+                acc.backward(loss * (w * acc.gradient_accumulation_steps))
+            n_tok = int(batch.attention_mask.sum())
+            tokens += n_tok * n_proc  # the other processes' micro-batches are of the same geometry
+            sums += torch.tensor([float(res.loss) * w, float(res.loss_sft) * w,
+                                  float(res.loss_consistency) * w, n_tok], dtype=torch.float64)
+            if cfg.log.alpha_every and step % cfg.log.alpha_every == 0:
+                alpha, mi, cons, diff = (_vec(res.alpha), _vec(res.mi), _vec(res.consensus), _vec(res.difficulty))
+                lk = _vec(res.per_branch_loss)
+                grp, tch = batch.group.tolist(), batch.teacher.tolist()
+                for i in range(len(grp)):
+                    records.append({"step": step, "id": micro[grp[i]].id, "teacher": prep.teachers[tch[i]],
+                                    "teacher_index": tch[i], "alpha": alpha[i] if alpha else None,
+                                    "mi": mi[i] if mi else None, "consensus": cons[i] if cons else None,
+                                    "difficulty": diff[i] if diff else None, "loss": lk[i] if lk else None})
+        if not acc.sync_gradients:  # cannot happen with a fixed number of micro-steps per step
+            raise TrainingError(f"gradient accumulation out of step at optimizer step {step}")
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else float("inf")
+        grad_norm = acc.clip_grad_norm_(model.parameters(), clip)
+        grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        if not math.isfinite(grad_norm):
+            raise TrainingError(f"non-finite gradient norm at optimizer step {step} (epoch {epoch + 1}) on "
+                                f"instances {[prep.questions[i].id for i in global_ids]}")
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        sums = acc.reduce(sums.to(acc.device), "sum").cpu() if n_proc > 1 else sums
+        loss_mean = (sums[:3] / n_proc).tolist()
+        if records and n_proc > 1:
+            from accelerate.utils import gather_object
+
+            records = gather_object(records)
+        if main:
+            entry: dict[str, Any] = {"step": step, "epoch": epoch + 1, "lr": lr, "loss": loss_mean[0],
+                                     "loss_sft": loss_mean[1], "loss_consistency": loss_mean[2],
+                                     "grad_norm": grad_norm, "tokens": int(sums[3])}
+            if records:
+                tch = [r["teacher_index"] for r in records]
+                for key in ("alpha", "mi", "consensus", "difficulty"):
+                    vals = [r[key] for r in records]
+                    if all(v is not None for v in vals):
+                        entry[key] = _per_teacher(vals, tch, prep.teachers)
+                with alpha_path.open("a") as fh:
+                    for r in records:
+                        fh.write(json.dumps(r) + "\n")
+            if cfg.log.every and (step % cfg.log.every == 0 or step == total):
+                with log_path.open("a") as fh:
+                    fh.write(json.dumps(entry) + "\n")
+                if cfg.log.tensorboard:
+                    flat = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
+                    for key in ("alpha",):
+                        for name, st in entry.get(key, {}).items():
+                            flat[f"{key}/{name}"] = st["mean"]
+                    acc.log(flat, step=step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_mean[0]:.4f}")
+        if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < total:
+            _checkpoint(acc, ckpt_root, step, model, optimizer, scheduler, steps_per_epoch,
+                        elapsed_before + time.perf_counter() - t0, tokens, cfg.checkpoint.keep)
+        if after_step is not None:
+            after_step(step)
+        if cfg.debug.step_sleep_s:
+            time.sleep(cfg.debug.step_sleep_s)
+    bar.close()
+    elapsed = elapsed_before + time.perf_counter() - t0
+    if cfg.log.tensorboard:
+        acc.end_training()
+    acc.wait_for_everyone()
+    if main:
+        _publish(cfg, prep, acc.unwrap_model(model), out=out, work=work, steps=total, elapsed=elapsed,
+                 tokens=tokens, n_proc=n_proc)
+    acc.wait_for_everyone()
+    return out
+
+
+def _checkpoint(acc, root: Path, step: int, model, optimizer, scheduler, steps_per_epoch: int, elapsed: float,
+                tokens: int, keep: int) -> None:
+    """Gather every process's RNG state; the main process writes the checkpoint."""
+    states = [rng_state()]
+    if acc.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        states = gather_object(states)
+    if acc.is_main_process:
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        save_checkpoint(root, step=step, model=acc.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+                        position={"epoch": epoch, "step_in_epoch": in_epoch, "elapsed_s": elapsed,
+                                  "tokens": tokens}, rng_by_rank=states, keep=keep)
+    acc.wait_for_everyone()
+
+
+def _publish(cfg: TrainConfig, prep: Prepared, model, *, out: Path, work: Path, steps: int, elapsed: float,
+             tokens: int, n_proc: int) -> None:
+    """Write the final model, tokenizer, logs, config, manifest and summary as one atomic artifact."""
+    summary = {
+        "name": cfg.name, "method": cfg.method, "teachers": prep.teachers, "steps": steps,
+        "questions": len(prep.questions), "time_s": round(elapsed, 3), "tokens": tokens,
+        "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None,
+        "questions_per_s": round(steps * cfg.optim.questions_per_step / elapsed, 3) if elapsed > 0 else None,
+        "num_processes": n_proc, "truncation": prep.truncation.to_dict(),
+        "objective": to_dict(prep.objective), "lora": cfg.model.lora is not None,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    with atomic_dir(out, overwrite=True) as tmp:
+        if cfg.model.lora is not None:
+            model.save_pretrained(tmp / "adapter")
+            merged = model.merge_and_unload()
+            merged.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp)
+        prep.tokenizer.save_pretrained(tmp)
+        for name in ("log.jsonl", "alpha.jsonl"):
+            src = work / name
+            shutil.copyfile(src, tmp / name) if src.is_file() else (tmp / name).write_text("")
+        if (work / "checkpoints").is_dir():
+            shutil.copytree(work / "checkpoints", tmp / "checkpoints")
+        if (work / "tb").is_dir():
+            shutil.copytree(work / "tb", tmp / "tb")
+        save_yaml(cfg, tmp / "config.yaml")
+        write_json(tmp / "summary.json", summary)
+        write_json(tmp / "manifest.json", manifest(cfg.identity(), kind="run",
+                                                   extra={"inputs": prep.provenance, "summary": summary}))
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("run %s: %d steps in %.1f s (%.0f tokens/s) -> %s", cfg.name, steps, elapsed,
+             summary["tokens_per_s"] or 0, out)
+
+
+__all__ = ["Prepared", "run_dirs", "make_accelerator", "make_schedule", "epoch_order", "train_loop"]

@@ -1,0 +1,53 @@
+"""Training methods: every method is the same objective with a different weighting of the teachers' branches.
+
+    compact   alpha = softmax(S / tau), S = b1 z(M) + b2 z(C) - b3 z(L)   (+ lambda * consistency)
+              ablations: objective.use_mi / use_consensus / use_difficulty = false, consistency = none
+    uniform   alpha_k = 1/K, no consistency                             (multi-teacher SFT)
+    single    K = 1: only teacher k's branch, alpha = 1                  (single-teacher SFT)
+    static    alpha_k = objective.static_weights[k], no consistency     (fixed per-teacher weights)
+    mcckd     alpha_k = 1/K + lambda * answer-span consistency           (MCC-KD, Chen et al. 2023)
+
+All of them go through :func:`compact.objective.compact_objective` and the same loop, so their steps
+differ only in the weights and the consistency term.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from ..errors import ConfigError
+from ..objective import ObjectiveConfig
+
+
+def resolve_objective(method: str, objective: ObjectiveConfig, teachers: Sequence[str]) -> ObjectiveConfig:
+    """The objective config a method trains with (the method's fixed choices override the section)."""
+    if method == "compact":
+        return dataclasses.replace(objective, weighting="compact")
+    if method == "uniform":
+        return dataclasses.replace(objective, weighting="uniform", consistency="none")
+    if method == "single":
+        return dataclasses.replace(objective, weighting="uniform", consistency="none")
+    if method == "static":
+        weights = list(objective.static_weights or [])
+        if len(weights) != len(teachers):
+            raise ConfigError(f"method 'static' needs objective.static_weights with one weight per teacher "
+                              f"({len(teachers)}: {list(teachers)}), got {weights}")
+        return dataclasses.replace(objective, weighting="static", consistency="none")
+    if method == "mcckd":
+        return dataclasses.replace(objective, weighting="uniform", consistency="answer_span")
+    raise ConfigError(f"unknown method {method!r}")
+
+
+def single_teacher(method: str, teacher: str | None, teachers: Sequence[str]) -> str | None:
+    """For method 'single': the teacher's name (``teacher`` may be a name or an index); else None."""
+    if method != "single":
+        return None
+    if teacher is None:
+        raise ConfigError("method 'single' needs `teacher`")
+    if teacher in teachers:
+        return teacher
+    if teacher.lstrip("-").isdigit():
+        k = int(teacher)
+        if 0 <= k < len(teachers):
+            return teachers[k]
+    raise ConfigError(f"teacher {teacher!r} is neither a name nor an index of the run's teachers {list(teachers)}")

@@ -1,0 +1,77 @@
+"""Tiny random students for tests, benchmarks and CPU smoke runs (no downloads).
+
+:func:`tiny_tokenizer` builds a word-level tokenizer with the world's chat template and special tokens
+(``<|user|>``, ``<|assistant|>``, ``<|end|>`` eos, ``<|pad|>``); :func:`tiny_student` saves a randomly
+initialised Qwen2 (grouped-query attention, tied embeddings) plus that tokenizer as a Hugging Face folder
+that :func:`compact.train.train` loads like any other student.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# The world's chat format: user turn, assistant turn, each closed by <|end|> (also the eos token).
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}<|user|> {{ m['content'] }} <|end|> "
+    "{% elif m['role'] == 'assistant' %}<|assistant|> {{ m['content'] }} <|end|> {% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+SPECIAL = ["<|pad|>", "<|unk|>", "<|user|>", "<|assistant|>", "<|end|>"]
+# Words the tests' instances use; digits are single tokens so numbers spell out digit by digit.
+WORDS = (
+    "the a an is are was of to and in on for with how many much does do has have had what which who "
+    "tom ann bob sue apples pears coins books cats dogs birds eggs each more less left total in all "
+    "buys sells gives gets eats finds loses makes first second then next finally therefore thus so "
+    "hence wait but however let suppose okay note answer step we add subtract multiply divide by "
+    "gives get equals plus minus times yes no true false option choose because"
+).split()
+PUNCT = list(".,?!:;+-*/=()'\"$%")
+
+
+def tiny_tokenizer(extra_words: list[str] | tuple[str, ...] = ()):
+    """A word-level ``PreTrainedTokenizerFast`` (digits and punctuation split) with the chat template."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {}
+    for tok in [*SPECIAL, *[str(d) for d in range(10)], *PUNCT, *WORDS, *extra_words]:
+        vocab.setdefault(tok, len(vocab))
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|unk|>"))
+    tk.normalizer = normalizers.Lowercase()
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Punctuation(),
+    ])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<|pad|>", unk_token="<|unk|>",
+                                  eos_token="<|end|>", additional_special_tokens=["<|user|>", "<|assistant|>"])
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def tiny_qwen2_config(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,
+                      intermediate: int = 128, max_positions: int = 512, pad_token_id: int = 0,
+                      eos_token_id: int | None = None):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
+                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                       max_position_embeddings=max_positions, tie_word_embeddings=True,
+                       pad_token_id=pad_token_id, eos_token_id=eos_token_id, bos_token_id=None,
+                       use_sliding_window=False)
+
+
+def tiny_student(path: str | Path, *, seed: int = 0, tokenizer=None, **config_kwargs) -> Path:
+    """Save a random tiny Qwen2 + tokenizer (safetensors) to ``path`` and return it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
+    cfg = tiny_qwen2_config(len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                            **config_kwargs)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
