@@ -53,7 +53,7 @@ def test_properties_symmetry_permutation_scale():
     perm = torch.randperm(40, generator=gen)
     assert hsic_mi(x[perm], y[perm]).item() == pytest.approx(base.item(), rel=1e-10)
     # the median heuristic makes the estimate invariant to rescaling (above the 1e-2 bandwidth floor)
-    assert hsic_mi(7.0 * x, 0.1 * y).item() == pytest.approx(base.item(), rel=1e-8)
+    assert hsic_mi(7.0 * x, 0.1 * y).item() == pytest.approx(base.item(), rel=1e-6)
     # breaking the pairing destroys the dependence
     assert hsic_mi(x, y[torch.randperm(40, generator=gen)]).item() < base.item()
     norm = hsic_mi(x, y, normalize=True).item()
