@@ -235,12 +235,13 @@ class _FusedCESymKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, targets: Tensor, pi: Tensor, pj: Tensor, pmask: Tensor, chunk: int):
         n, length, _ = z.shape
-        ce = torch.zeros(n, dtype=torch.float32, device=z.device)
-        pair = torch.zeros(len(pi), dtype=torch.float32, device=z.device)
+        acc = _compute_dtype(z)
+        ce = torch.zeros(n, dtype=acc, device=z.device)
+        pair = torch.zeros(len(pi), dtype=acc, device=z.device)
         step = _chunk_len(chunk, n, len(pi))
         for s in range(0, length, step):
             e = min(length, s + step)
-            lc = torch.log_softmax(z[:, s:e].float(), dim=-1)  # (N, c, V)
+            lc = torch.log_softmax(z[:, s:e].to(acc), dim=-1)  # (N, c, V)
             y = targets[:, s:e]
             keep = y != IGNORE_INDEX
             picked = lc.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, c)
@@ -264,9 +265,11 @@ class _FusedCESymKL(torch.autograd.Function):
         live = g_pair != 0  # pairs below the threshold carry no gradient: skip their work
         pi, pj, pmask, g_pair = pi[live], pj[live], pmask[live], g_pair[live]
         step = _chunk_len(ctx.chunk, n, len(pi))
+        acc = _compute_dtype(z)
+        g_ce, g_pair = g_ce.to(acc), g_pair.to(acc)
         for s in range(0, length, step):
             e = min(length, s + step)
-            lc = torch.log_softmax(z[:, s:e].float(), dim=-1)  # (N, c, V)
+            lc = torch.log_softmax(z[:, s:e].to(acc), dim=-1)  # (N, c, V)
             pc = lc.exp()
             y = targets[:, s:e]
             wce = (g_ce[:, None] * (y != IGNORE_INDEX)).unsqueeze(-1)  # (N, c, 1)
@@ -288,6 +291,11 @@ class _FusedCESymKL(torch.autograd.Function):
             grad[:, s:e] = gz.to(grad.dtype)
             del lc, pc, gz
         return grad, None, None, None, None, None
+
+
+def _compute_dtype(z: Tensor) -> torch.dtype:
+    """float32 at least (bf16/fp16 logits are upcast per chunk); float64 stays float64."""
+    return torch.promote_types(z.dtype, torch.float32)
 
 
 def _chunk_len(chunk_tokens: int, n_rows: int, n_pairs: int) -> int:
@@ -500,3 +508,36 @@ def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> O
         proj = None  # documented fallback: consensus not needed, reported as zeros
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
     return objective_from_outputs(out.logits, out.hidden_states[-1], lm_head_weight(model), proj, batch, cfg)
+
+
+def synthetic_batch(n_questions: int, k: int, length: int, vocab: int, *, seed: int = 0, gold_len: int = 3,
+                    n_thinking: int = 4, plant_answer: bool = True, pad_id: int = 0) -> Batch:
+    """A random, right-padded batch of the real layout (tests, benchmarks, notebooks); ids avoid ``pad_id``.
+
+    Each question has a shared prompt; each branch a random-length assistant part that (with
+    ``plant_answer``) ends its reasoning with the gold token sequence followed by a couple of tokens.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n = n_questions * k
+    lo = pad_id + 1
+    ids = torch.randint(lo, vocab, (n, length), generator=gen)
+    am = torch.zeros(n, length, dtype=torch.long)
+    start = torch.zeros(n, dtype=torch.long)
+    gold = torch.randint(lo, vocab, (n_questions, gold_len), generator=gen)
+    for q in range(n_questions):
+        prompt = int(torch.randint(2, max(3, length // 4), (1,), generator=gen))
+        rows = range(q * k, (q + 1) * k)
+        ids[list(rows), :prompt] = ids[q * k, :prompt]  # branches share the question's prompt
+        for r in rows:
+            min_len = min(length, prompt + gold_len + 3)
+            total = int(torch.randint(min_len, length + 1, (1,), generator=gen))
+            am[r, :total] = 1
+            ids[r, total:] = pad_id
+            start[r] = prompt
+            if plant_answer and total - 2 - gold_len >= prompt:
+                at = int(torch.randint(prompt, total - 2 - gold_len + 1, (1,), generator=gen))
+                ids[r, at:at + gold_len] = gold[q]
+    thinking = torch.randperm(vocab - lo, generator=gen)[:n_thinking] + lo
+    return Batch(input_ids=ids, attention_mask=am, assistant_start=start,
+                 group=torch.arange(n_questions).repeat_interleave(k), teacher=torch.arange(k).repeat(n_questions),
+                 gold_ids=gold, gold_mask=torch.ones_like(gold, dtype=torch.bool), thinking_ids=thinking)
