@@ -527,7 +527,7 @@ def synthetic_batch(n_questions: int, k: int, length: int, vocab: int, *, seed: 
     for q in range(n_questions):
         prompt = int(torch.randint(2, max(3, length // 4), (1,), generator=gen))
         rows = range(q * k, (q + 1) * k)
-        ids[list(rows), :prompt] = ids[q * k, :prompt]  # branches share the question's prompt
+        ids[list(rows), :prompt] = ids[q * k, :prompt].clone()  # branches share the question's prompt
         for r in rows:
             min_len = min(length, prompt + gold_len + 3)
             total = int(torch.randint(min_len, length + 1, (1,), generator=gen))
