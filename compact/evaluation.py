@@ -184,9 +184,13 @@ def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"
 
 
 def load_tokenizer(path: str | Path):
-    from transformers import AutoTokenizer
+    """The tokenizer the trainer uses for the same folder (a plain ``tokenizers`` file keeps its pre-tokenizer)."""
+    from .train import load_tokenizer as train_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(resolve(path)))
+    p = resolve(path)
+    if not p.exists():
+        raise ArtifactError(f"tokenizer not found: {p}")
+    tok = train_tokenizer(p)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -200,7 +204,7 @@ def load_examples(data: EvalData) -> list[Example]:
         exs = read_jsonl(resolve(data.path))
     else:
         from .config import load as load_cfg
-        from .world import WorldConfig, build_world
+        from .world.build import WorldConfig, build_world
 
         world = build_world(load_cfg(WorldConfig, data.world))
         tasks = data.tasks or [*world.id_tasks, *world.ood_tasks]

@@ -1,0 +1,355 @@
+r"""The scoring tool: COMPACT's teacher weights for any multi-teacher rationale set, without training.
+
+    compact score --config configs/score/world.yaml                       # the rationale store, world student
+    compact score --config configs/score/file.yaml --set input.path=my.jsonl --set student=<HF folder>
+
+Input: the store (via :func:`compact.teachers.view.build_instances`) or a user's json / jsonl / parquet file
+with ``question``, ``rationales`` (list of strings), ``answer`` and optional ``id``, ``teachers``,
+``answer_type``. Each question's K rationales go through ONE student forward pass (no gradients) and the
+same objective core as training (:func:`compact.objective.objective_from_outputs`), giving per branch the
+raw scores :math:`M_k, C_k, L_k`, the fused :math:`S_k` and :math:`\alpha_k = \mathrm{softmax}(S/\tau)_k`.
+
+Output (one row per (instance, teacher)): ``weight`` (= alpha), ``alpha``, ``mi``, ``consensus``,
+``difficulty``, ``fused``, ``low_consensus`` (consensus below the ``low_consensus_quantile`` of all rows,
+or, with ``low_consensus_z`` set, a z-score below ``-low_consensus_z``), the labels when the input has
+them, as a ``datasets`` folder (``save_to_disk``) plus ``scores.parquet`` / ``scores.jsonl`` and a manifest:
+a data audit or a filter (keep rows with high weight) usable without training.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .config import config_hash, load, save_yaml
+from .errors import ConfigError, DataError
+from .log import get_logger, progress
+from .objective import ObjectiveConfig
+from .paths import artifacts_dir, resolve
+from .provenance import atomic_dir, is_complete, manifest, write_json
+
+log = get_logger("scoring")
+
+
+@dataclasses.dataclass
+class ScoreInput:
+    """Where the rationales come from: a rationale store (``store`` + ``split``) or a user file (``path``)."""
+
+    store: str = ""                  # rationale store folder
+    split: str = "arith-train"       # store key "<dataset>-<split>"
+    teachers: list[str] = dataclasses.field(default_factory=list)  # [] = every stored teacher
+    policy: str = "drop_question"
+    path: str = ""                   # json / jsonl / parquet with question, rationales, answer
+    limit: int = 0                   # first N instances (0 = all)
+
+    def validate(self) -> None:
+        if bool(self.store) == bool(self.path):
+            raise ValueError("give exactly one of input.store (a rationale store) or input.path (a file)")
+        if self.limit < 0:
+            raise ValueError("input.limit must be >= 0")
+
+
+@dataclasses.dataclass
+class ScoreConfig:
+    """Score a rationale set with a student."""
+
+    student: str = ""                # HF folder; "" = the world's base student (needs world)
+    tokenizer: str = ""              # "" = the student's folder (else the world's tokenizer)
+    world: str = ""                  # world config, for the default student
+    input: ScoreInput = dataclasses.field(default_factory=ScoreInput)
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+    max_length: int = 1024           # tokens per branch (longer rationales lose their end)
+    # questions per forward pass. 1 = the released implementation's layout; with more, the reference MI
+    # proxy (summed over padding) changes with the batch's width -- use objective.mi_variant=masked_mean
+    # for scores that do not depend on batching.
+    batch_questions: int = 1
+    low_consensus_quantile: float = 0.1
+    low_consensus_z: float | None = None  # when set, flag z(consensus) < -low_consensus_z instead
+    hsic: bool = False               # also the HSIC estimate per branch (validates the MI proxy; slower)
+    dtype: str = "float32"
+    device: str = "auto"
+    out: str = ""                    # "" = artifacts/score/<input name>-<hash>
+
+    def validate(self) -> None:
+        if not 0.0 <= self.low_consensus_quantile <= 1.0:
+            raise ValueError("low_consensus_quantile must be in [0, 1]")
+        if self.batch_questions < 1 or self.max_length < 2:
+            raise ValueError("batch_questions must be >= 1 and max_length >= 2")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# input
+
+def read_rationale_file(path: str | Path, *, limit: int = 0):
+    """Instances from a user's json / jsonl / parquet file; bad rows raise DataError naming record and field."""
+    from .data.benchmarks import read_local_rows
+    from .teachers.view import Instance
+
+    p = resolve(path)
+    where = str(p)
+    rows = read_local_rows(p)
+    if limit:
+        rows = rows[:limit]
+    if not rows:
+        raise DataError("no records", path=where)
+    out, seen = [], set()
+    for i, row in enumerate(rows):
+        rid = row.get("id", i)
+        rid = str(rid) if rid is not None else str(i)
+        q = row.get("question")
+        if not isinstance(q, str) or not q.strip():
+            raise DataError("missing or empty string", path=where, record=rid, field="question")
+        ans = row.get("answer")
+        if isinstance(ans, (int, float)) and not isinstance(ans, bool):
+            ans = str(ans)
+        if not isinstance(ans, str) or not ans.strip():
+            raise DataError("missing or empty answer", path=where, record=rid, field="answer")
+        rats = row.get("rationales")
+        if hasattr(rats, "tolist"):
+            rats = rats.tolist()
+        if not isinstance(rats, (list, tuple)) or not rats:
+            raise DataError("expected a non-empty list of strings", path=where, record=rid, field="rationales")
+        for k, r in enumerate(rats):
+            if not isinstance(r, str) or not r.strip():
+                raise DataError("expected a non-empty string", path=where, record=rid, field=f"rationales[{k}]")
+        teachers = row.get("teachers")
+        if hasattr(teachers, "tolist"):
+            teachers = teachers.tolist()
+        if teachers is None:
+            teachers = [f"teacher{k}" for k in range(len(rats))]
+        if not isinstance(teachers, (list, tuple)) or len(teachers) != len(rats) \
+                or not all(isinstance(t, str) and t for t in teachers):
+            raise DataError(f"expected {len(rats)} teacher names (one per rationale)", path=where, record=rid,
+                            field="teachers")
+        if len(set(teachers)) != len(teachers):
+            raise DataError("teacher names repeat", path=where, record=rid, field="teachers")
+        atype = row.get("answer_type") or ""
+        if atype and atype not in ("number", "latex", "choice", "yesno"):
+            raise DataError(f"unknown answer_type {atype!r}", path=where, record=rid, field="answer_type")
+        if rid in seen:
+            raise DataError("duplicate id", path=where, record=rid, field="id")
+        seen.add(rid)
+        out.append(Instance(id=rid, question=q, answer=ans, answer_type=atype, source=p.stem,
+                            rationales=list(rats), teachers=list(teachers), labels=[]))
+    return out
+
+
+def load_input(inp: ScoreInput):
+    if not inp.path and not inp.store:
+        raise ConfigError("give input.store (a rationale store) or input.path (a json/jsonl/parquet file)")
+    if inp.path:
+        return read_rationale_file(inp.path, limit=inp.limit)
+    from .teachers.view import build_instances
+
+    store = resolve(inp.store)
+    if not store.is_dir():
+        raise DataError("rationale store not found", path=str(store))
+    instances = build_instances(store, inp.split, inp.teachers or None, inp.policy)
+    return instances[:inp.limit] if inp.limit else instances
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scoring
+
+def _gold_representation(model, gold_ids: torch.Tensor, gold_mask: torch.Tensor) -> torch.Tensor:
+    """(B, H): the last hidden state at the last gold-answer token, the answer run alone through the model."""
+    ids = gold_ids.clamp(min=0)  # (B, G); -1 padding -> any id, masked out
+    out = model(input_ids=ids, attention_mask=gold_mask.long(), output_hidden_states=True)
+    last = gold_mask.long().sum(1) - 1  # (B,)
+    return out.hidden_states[-1][torch.arange(ids.shape[0], device=ids.device), last]
+
+
+@torch.no_grad()
+def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | None = None) -> list[dict[str, Any]]:
+    """One row per (instance, teacher): weight/alpha, raw scores, fused score, labels, low-consensus flag."""
+    from .consensus import find_attention_projections
+    from .data.answers import extract_strict, is_correct
+    from .errors import CompactError
+    from .objective import lm_head_weight, objective_from_outputs
+    from .trainer.batching import collate, encode_instances
+    from .world.tokenizer import thinking_token_ids
+
+    cfg = cfg or ScoreConfig()
+    ocfg = cfg.objective
+    teachers = list(dict.fromkeys(t for inst in instances for t in inst.teachers))
+    questions, stats = encode_instances(instances, tokenizer, teachers=teachers, max_length=cfg.max_length)
+    if stats.questions_dropped:
+        log.warning("%d questions dropped: their prompt alone exceeds max_length=%d", stats.questions_dropped,
+                    cfg.max_length)
+    if not questions:
+        raise ConfigError(f"no question fits max_length={cfg.max_length}")
+    by_id = {inst.id: inst for inst in instances}
+    try:
+        proj = find_attention_projections(model)
+    except CompactError:
+        if ocfg.use_consensus and ocfg.weighting == "compact":
+            raise
+        proj = None
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    thinking = thinking_token_ids(tokenizer)
+    was_training = model.training
+    model.eval()
+    rows: list[dict[str, Any]] = []
+    try:
+        chunks = [questions[i:i + cfg.batch_questions] for i in range(0, len(questions), cfg.batch_questions)]
+        for chunk in progress(chunks, desc="score"):
+            batch = collate(chunk, pad_id=pad, thinking_ids=thinking).to(device)
+            out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+            hidden = out.hidden_states[-1]  # (N, L, H)
+            res = objective_from_outputs(out.logits, hidden, lm_head_weight(model), proj, batch, ocfg)
+            hs = None
+            if cfg.hsic:
+                from .hsic import token_answer_hsic
+
+                gold = _gold_representation(model, batch.gold_ids, batch.gold_mask)[batch.group]  # (N, H)
+                tok = token_answer_hsic(hidden.float(), gold.float(), batch.attention_mask, normalize=True)  # (N, L)
+                pos = torch.arange(tok.shape[1], device=device)[None, :]
+                amask = (pos >= batch.assistant_start[:, None]) & batch.attention_mask.bool()  # (N, L)
+                hs = (torch.nan_to_num(tok) * amask).sum(1) / amask.sum(1).clamp(min=1)  # (N,) mean over answer
+            n = 0
+            for q in chunk:
+                inst = by_id[q.id]
+                for k, seq in enumerate(q.branches):
+                    label = inst.labels[k] if k < len(inst.labels) else {}
+                    rat = inst.rationales[k]
+                    row = {
+                        "id": inst.id, "teacher": inst.teachers[k], "branch": k, "question": inst.question,
+                        "answer": inst.answer, "rationale": rat,
+                        "weight": float(res.alpha[n]), "alpha": float(res.alpha[n]), "mi": float(res.mi[n]),
+                        "consensus": float(res.consensus[n]), "difficulty": float(res.difficulty[n]),
+                        "fused": float(res.fused[n]), "n_tokens": len(seq) - q.assistant_start[k],
+                        "k": len(q.branches),
+                    }
+                    if hs is not None:
+                        row["hsic"] = float(hs[n])
+                    if inst.answer_type:
+                        row["answer_correct"] = bool(is_correct(extract_strict(rat, inst.answer_type), inst.answer,
+                                                                inst.answer_type))
+                    for key in ("final_correct", "steps_correct"):
+                        if key in label:
+                            row[key] = bool(label[key])
+                    rows.append(row)
+                    n += 1
+    finally:
+        model.train(was_training)
+    flag_low_consensus(rows, quantile=cfg.low_consensus_quantile, z=cfg.low_consensus_z)
+    return rows
+
+
+def flag_low_consensus(rows: list[dict[str, Any]], *, quantile: float = 0.1, z: float | None = None) -> None:
+    """Set ``low_consensus`` on every row: consensus below the quantile (or z-score below ``-z``) of all rows.
+
+    Questions with a single rationale have no consensus (0 by definition) and are never flagged.
+    """
+    multi = [r for r in rows if r.get("k", 2) > 1]
+    c = np.array([r["consensus"] for r in multi], dtype=np.float64)
+    if c.size == 0:
+        thresh = -np.inf
+    elif z is not None:
+        sd = c.std(ddof=1) if c.size > 1 else 0.0
+        thresh = c.mean() - z * sd if sd > 0 else -np.inf
+    else:
+        thresh = float(np.quantile(c, quantile)) if quantile > 0 else -np.inf
+    for r in rows:
+        r["low_consensus"] = bool(r.get("k", 2) > 1 and r["consensus"] < thresh)
+
+
+def to_dataset(rows: Sequence[dict[str, Any]]):
+    """A ``datasets.Dataset`` of the score rows (``weight`` column = alpha)."""
+    import datasets
+
+    return datasets.Dataset.from_list(list(rows))
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    teachers = sorted({r["teacher"] for r in rows})
+    per = {}
+    for t in teachers:
+        rs = [r for r in rows if r["teacher"] == t]
+        per[t] = {"n": len(rs), "mean_weight": float(np.mean([r["weight"] for r in rs])),
+                  "low_consensus": int(sum(r["low_consensus"] for r in rs))}
+        for key in ("final_correct", "answer_correct"):
+            if rs and key in rs[0]:
+                per[t][f"{key}_rate"] = float(np.mean([r[key] for r in rs]))
+    return {"n_rows": len(rows), "n_instances": len({r["id"] for r in rows}),
+            "n_low_consensus": int(sum(r["low_consensus"] for r in rows)), "teachers": per}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# artifacts and CLI
+
+def _student(cfg: ScoreConfig) -> tuple[str, str]:
+    if cfg.student:
+        return cfg.student, cfg.tokenizer or cfg.student
+    if not cfg.world:
+        raise ConfigError("give student=<HF folder> or world=<world config> (its base student)")
+    from .world.build import WorldConfig, build_world
+
+    world = build_world(load(WorldConfig, cfg.world))
+    tok = cfg.tokenizer or (str(world.student_path) if (world.student_path / "tokenizer_config.json").is_file()
+                            else str(world.tokenizer_path))
+    return str(world.student_path), tok
+
+
+def score_dir(cfg: ScoreConfig) -> Path:
+    if cfg.out:
+        return resolve(cfg.out)
+    name = Path(cfg.input.path).stem if cfg.input.path else f"store-{cfg.input.split}"
+    return artifacts_dir() / "score" / f"{name}-{config_hash(cfg)}"
+
+
+def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, Any]], Path]:
+    """Score ``cfg.input`` with the student and write the table (datasets folder + parquet + jsonl + manifest)."""
+    from .evaluation import load_model, load_tokenizer
+
+    out = score_dir(cfg)
+    if is_complete(out) and not force:
+        log.info("reusing %s", out)
+        return [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()], out
+    instances = load_input(cfg.input)
+    student, tok_path = _student(cfg)
+    model = load_model(student, dtype=cfg.dtype, device=cfg.device)
+    tokenizer = load_tokenizer(tok_path)
+    rows = score_instances(model, tokenizer, instances, cfg)
+    with atomic_dir(out, overwrite=True) as tmp:
+        ds = to_dataset(rows)
+        ds.save_to_disk(str(tmp / "dataset"))
+        ds.to_parquet(str(tmp / "scores.parquet"))
+        with open(tmp / "scores.jsonl", "w") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        summary = summarize(rows)
+        write_json(tmp / "summary.json", summary)
+        save_yaml(cfg, tmp / "config.yaml")
+        write_json(tmp / "manifest.json", manifest(cfg, kind="score", extra={"student": student,
+                                                                             "summary": summary}))
+    return rows, out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import add_common
+
+    add_common(parser)
+    parser.add_argument("--force", action="store_true", help="re-score even when a cached result exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load(ScoreConfig, args.config, args.overrides)
+    rows, out = run_score(cfg, force=args.force)
+    s = summarize(rows)
+    print(f"{s['n_rows']} rationales of {s['n_instances']} questions scored; {s['n_low_consensus']} low-consensus")
+    for t, m in s["teachers"].items():
+        extra = "".join(f"  {k}={v:.3f}" for k, v in m.items() if k.endswith("_rate"))
+        print(f"  {t:<24} mean weight {m['mean_weight']:.3f}  low-consensus {m['low_consensus']}{extra}")
+    print(f"wrote {out}")
+    return 0
+
+
+__all__ = ["ScoreConfig", "ScoreInput", "read_rationale_file", "load_input", "score_instances",
+           "flag_low_consensus", "to_dataset", "summarize", "run_score", "score_dir"]
