@@ -66,9 +66,9 @@ DEFAULT_POOL: dict[str, tuple[str, SimulatedProfile]] = {
     "sim-qwen-instruct": ("Qwen2.5-72B-Instruct", SimulatedProfile(
         style="concise", step_error_rate=0.025, arithmetic_share=0.7, ood_accuracy=0.9)),
     "sim-llama-instruct": ("Llama-3.1-70B-Instruct", SimulatedProfile(
-        style="verbose", step_error_rate=0.06, arithmetic_share=0.9, ood_accuracy=0.8)),
+        style="verbose", step_error_rate=0.055, arithmetic_share=0.9, ood_accuracy=0.8)),
     "sim-qwq": ("QwQ-32B", SimulatedProfile(
-        style="overthinking", step_error_rate=0.09, arithmetic_share=0.4, catch_rate=0.2,
+        style="overthinking", step_error_rate=0.11, arithmetic_share=0.4, catch_rate=0.2,
         aside_error_rate=0.3, ood_accuracy=0.75)),
 }
 
