@@ -41,6 +41,7 @@ class ScoreInput:
     """Where the rationales come from: a rationale store (``store`` + ``split``) or a user file (``path``)."""
 
     store: str = ""                  # rationale store folder
+    generate: str = ""               # or a generate config: its store (built when missing)
     split: str = "arith-train"       # store key "<dataset>-<split>"
     teachers: list[str] = dataclasses.field(default_factory=list)  # [] = every stored teacher
     policy: str = "drop_question"
@@ -48,8 +49,9 @@ class ScoreInput:
     limit: int = 0                   # first N instances (0 = all)
 
     def validate(self) -> None:
-        if bool(self.store) == bool(self.path):
-            raise ValueError("give exactly one of input.store (a rationale store) or input.path (a file)")
+        if sum(map(bool, (self.store, self.generate, self.path))) != 1:
+            raise ValueError("give exactly one of input.store (a rationale store), input.generate (a generate "
+                             "config) or input.path (a json/jsonl/parquet file)")
         if self.limit < 0:
             raise ValueError("input.limit must be >= 0")
 
@@ -140,13 +142,19 @@ def read_rationale_file(path: str | Path, *, limit: int = 0):
 
 
 def load_input(inp: ScoreInput):
-    if not inp.path and not inp.store:
-        raise ConfigError("give input.store (a rationale store) or input.path (a json/jsonl/parquet file)")
+    if not (inp.path or inp.store or inp.generate):
+        raise ConfigError("give input.store (a rationale store), input.generate (a generate config) or "
+                          "input.path (a json/jsonl/parquet file)")
     if inp.path:
         return read_rationale_file(inp.path, limit=inp.limit)
     from .teachers.view import build_instances
 
-    store = resolve(inp.store)
+    if inp.generate:
+        from .teachers.generate import GenerateConfig, generate_store
+
+        store = generate_store(load(GenerateConfig, inp.generate))
+    else:
+        store = resolve(inp.store)
     if not store.is_dir():
         raise DataError("rationale store not found", path=str(store))
     instances = build_instances(store, inp.split, inp.teachers or None, inp.policy)
@@ -300,7 +308,7 @@ def _student(cfg: ScoreConfig) -> tuple[str, str]:
 def score_dir(cfg: ScoreConfig) -> Path:
     if cfg.out:
         return resolve(cfg.out)
-    name = Path(cfg.input.path).stem if cfg.input.path else f"store-{cfg.input.split}"
+    name = Path(cfg.input.path).stem if cfg.input.path else cfg.input.split
     return artifacts_dir() / "score" / f"{name}-{config_hash(cfg)}"
 
 
