@@ -1,0 +1,252 @@
+"""The base student: a tiny Qwen2 causal LM, pretrained on the world's base corpus.
+
+Pretraining is plain next-token prediction, ``L = -(1/N) sum_t log p(x_t | x_<t)`` over the non-pad
+tokens of packed blocks. The base corpus teaches the world's language (stories without questions),
+single-operation arithmetic facts, the knowledge base and chat-formatted OOD questions answered
+directly (``The answer is X.``), but NO in-distribution question and NO step-by-step rationale: the
+base student knows the facts and the answer format, and distillation has reasoning to teach and OOD
+knowledge the student can forget.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from ..log import get_logger, progress
+from . import tasks as T
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PreTrainedModel
+
+log = get_logger("world.student")
+
+ANSWER_LINE = "The answer is {}."
+
+
+def build_model(scfg, tokenizer, seed: int) -> "PreTrainedModel":
+    """A freshly initialised Qwen2 (q/k/v biases, grouped-query attention, tied embeddings)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=scfg.hidden_size, intermediate_size=scfg.intermediate_size,
+        num_hidden_layers=scfg.num_layers, num_attention_heads=scfg.num_heads,
+        num_key_value_heads=scfg.num_kv_heads, max_position_embeddings=scfg.max_position_embeddings,
+        rope_theta=scfg.rope_theta, tie_word_embeddings=True, use_cache=True,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+    model.generation_config.do_sample = False
+    return model
+
+
+def n_params(model) -> int:
+    """Distinct parameters (tied embedding counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Base corpus
+# ----------------------------------------------------------------------------------------------------
+_OPS_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
+
+
+def arith_fact(rng: random.Random, max_value: int) -> str:
+    """One single-operation fact, symbolic (``12 + 7 = 19``) or in words (``12 plus 7 is 19``)."""
+    while True:
+        op = rng.choice("+-*/")
+        if op in "+-":
+            a, b = rng.randint(1, max_value), rng.randint(1, max_value)
+            if op == "-":
+                a, b = max(a, b), min(a, b)
+            if op == "+" and a + b > max_value * 2:
+                continue
+        elif op == "*":
+            a, b = rng.randint(1, 12), rng.randint(1, max(1, min(12, max_value // 2)))
+        else:
+            b, q = rng.randint(1, 12), rng.randint(1, max(1, min(20, max_value // 2)))
+            a = b * q
+        c = T._apply(op, a, b)
+        if rng.random() < 0.5:
+            return f"{a} {op} {b} = {c}"
+        return f"{a} {_OPS_WORDS[op]} {b} is {c}"
+
+
+def story_text(rng: random.Random, tcfg) -> str | None:
+    """World language: a word-problem story with no question (sometimes with a side fact)."""
+    story = T.make_story(rng, rng.randint(tcfg.min_steps, tcfg.max_steps), tcfg.max_value)
+    if story is None:
+        return None
+    sents = T.render_story(story, pronouns=rng.random() < 0.5)
+    if rng.random() < 0.3:
+        other = rng.choice([i for i in T.ITEMS if i not in " ".join(sents)])
+        sents.append(rng.choice(T.DISTRACTORS).format(x=story.sentences[0][0], n=rng.randint(2, 50), other=other))
+    return " ".join(sents)
+
+
+def chat_text(tokenizer, question: str, answer: str) -> str:
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER_LINE.format(answer)}],
+        tokenize=False)
+
+
+def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int) -> list[str]:
+    """The pretraining documents (plain texts end with the eos token; chat texts already do)."""
+    rng = random.Random(T.task_seed(seed, "corpus", "corpus"))
+    eos = tokenizer.eos_token
+    docs: list[str] = []
+    while len(docs) < ccfg.stories:
+        text = story_text(rng, tcfg)
+        if text is not None:
+            docs.append(text + eos)
+    for _ in range(ccfg.arith_docs):
+        docs.append(". ".join(arith_fact(rng, tcfg.max_value) for _ in range(ccfg.facts_per_doc)) + "." + eos)
+    facts = T.kb_facts()
+    for _ in range(ccfg.kb_repeats):
+        order = facts[:]
+        rng.shuffle(order)
+        for i in range(0, len(order), ccfg.facts_per_doc):
+            docs.append(" ".join(order[i:i + ccfg.facts_per_doc]) + eos)
+    for _ in range(ccfg.ood_repeats):
+        docs += [chat_text(tokenizer, e.question, e.answer) for e in ood_train]
+    rng.shuffle(docs)
+    return docs
+
+
+def pack_blocks(docs: Iterable[str], tokenizer, block_size: int, rng: random.Random) -> list[list[int]]:
+    """Greedy packing of whole documents into blocks (a block starts at a document start).
+
+    A document longer than a block is cut. Blocks are right-padded later; the order is shuffled.
+    """
+    blocks: list[list[int]] = []
+    cur: list[int] = []
+    for doc in docs:
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"][:block_size]
+        if len(cur) + len(ids) > block_size:
+            blocks.append(cur)
+            cur = []
+        cur = cur + ids
+    if cur:
+        blocks.append(cur)
+    rng.shuffle(blocks)
+    return blocks
+
+
+def _lr_at(step: int, total: int, peak: float, warmup: int, min_frac: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_frac * peak``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress_ = (step - warmup) / max(1, total - warmup)
+    return peak * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * progress_)))
+
+
+def pretrain(model, blocks: list[list[int]], scfg, tokenizer, seed: int, log_path: Path | None = None) -> dict:
+    """Next-token pretraining on the packed blocks; returns the loss log summary."""
+    import torch
+
+    from ..errors import TrainingError
+
+    torch.manual_seed(seed)
+    pad = tokenizer.pad_token_id
+    opt = torch.optim.AdamW(model.parameters(), lr=scfg.lr, betas=(0.9, 0.95), weight_decay=scfg.weight_decay)
+    warmup = max(1, int(scfg.warmup_frac * scfg.steps))
+    model.train()
+    t0 = time.perf_counter()
+    n_tokens = 0
+    history = []
+    ema = None
+    order_rng = random.Random(seed)
+    order: list[int] = []
+    logf = open(log_path, "w") if log_path else None
+    bar = progress(range(scfg.steps), desc="pretrain base student", unit="step")
+    try:
+        for step in bar:
+            if len(order) < scfg.batch_size:  # a new pass over the blocks, reshuffled
+                nxt = list(range(len(blocks)))
+                order_rng.shuffle(nxt)
+                order += nxt
+            idx, order = order[:scfg.batch_size], order[scfg.batch_size:]
+            width = max(len(blocks[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)  # (B, T)
+            for r, i in enumerate(idx):
+                ids[r, :len(blocks[i])] = torch.tensor(blocks[i])
+            mask = (ids != pad).long()
+            labels = ids.masked_fill(mask == 0, -100)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, scfg.steps, scfg.lr, warmup, scfg.min_lr_frac)
+            out = model(input_ids=ids, attention_mask=mask, labels=labels)
+            loss = out.loss
+            if not torch.isfinite(loss):
+                raise TrainingError(f"base student pretraining: loss is {loss.item()} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            n_tokens += int(mask.sum())
+            value = float(loss.detach())
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
+            if step % scfg.log_every == 0 or step == scfg.steps - 1:
+                rec = {"step": step, "loss": round(value, 5), "loss_ema": round(ema, 5),
+                       "lr": opt.param_groups[0]["lr"], "tokens": n_tokens,
+                       "seconds": round(time.perf_counter() - t0, 2)}
+                history.append(rec)
+                if logf:
+                    logf.write(json.dumps(rec) + "\n")
+                    logf.flush()
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{ema:.3f}")
+                log.debug("step %d loss %.4f", step, value)
+    finally:
+        if logf:
+            logf.close()
+    model.eval()
+    seconds = time.perf_counter() - t0
+    log.info("pretrained %d steps, %d tokens in %.1fs (%.0f tok/s), final loss %.3f", scfg.steps, n_tokens,
+             seconds, n_tokens / max(seconds, 1e-9), ema or float("nan"))
+    return {"steps": scfg.steps, "tokens": n_tokens, "seconds": round(seconds, 2),
+            "final_loss_ema": ema, "blocks": len(blocks)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Greedy decoding
+# ----------------------------------------------------------------------------------------------------
+def generate(model, tokenizer, questions: Sequence[str], *, max_new_tokens: int = 32,
+             batch_size: int = 64) -> list[str]:
+    """Greedy answers to chat-formatted ``questions`` (left-padded batches, stop at the eos token)."""
+    import torch
+
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                           tokenize=False) for q in questions]
+    out: list[str] = []
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                new = gen[:, enc["input_ids"].shape[1]:]  # (B, new)
+                out += tokenizer.batch_decode(new, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def final_line_matches(text: str, gold: str) -> bool:
+    """Strict check used in the build summary: the last non-empty line is ``The answer is {gold}.``."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return bool(lines) and lines[-1] == ANSWER_LINE.format(gold)
+
+
+__all__ = ["build_model", "n_params", "base_corpus", "pack_blocks", "pretrain", "generate",
+           "final_line_matches", "arith_fact", "story_text", "ANSWER_LINE"]

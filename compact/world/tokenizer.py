@@ -1,0 +1,105 @@
+"""The world tokenizer (byte-level BPE, digits split, chat template) and METHOD's thinking tokens.
+
+The world tokenizer is trained offline with ``tokenizers`` on the world's own text, so numbers are
+spelled digit by digit (``pre_tokenizers.Digits(individual_digits=True)``) and byte-level BPE gives an
+exact decode round trip. It is wrapped as a ``PreTrainedTokenizerFast`` with a chat template, so the
+tiny student goes through the same chat-formatting code as a real model:
+
+    <|user|>\\n{question}<|end|>\\n<|assistant|>\\n{rationale}<|end|>\\n
+
+:func:`thinking_token_ids` implements METHOD.md's rule for ANY Hugging Face tokenizer: each thinking
+word is encoded bare and with a leading space (no special tokens); only encodings of exactly one token
+count. The world's BPE is trained so that every single-word thinking word is one token both ways.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+# METHOD.md, "MI-based adaptability": the thinking words (w_t = 1.0 on their tokens, else 0.1).
+THINKING_WORDS: tuple[str, ...] = (
+    "Therefore", "Thus", "Hence", "So", "Consequently", "Wait", "But", "However", "Although", "First",
+    "Second", "Finally", "Specifically", "In summary", "Basically", "Let", "Assuming", "Suppose", "Hmm",
+    "Okay", "Note",
+)
+
+PAD, USER, ASSISTANT, END = "<|pad|>", "<|user|>", "<|assistant|>", "<|end|>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, USER, ASSISTANT, END)
+
+# `apply_chat_template([user], add_generation_prompt=True)` is a token prefix of the same call with the
+# assistant turn appended: the trainers find the assistant start that way.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] not in ['user', 'assistant'] %}"
+    "{{ raise_exception('world chat template: role must be user or assistant, got ' + message['role']) }}"
+    "{% endif %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def thinking_token_ids(tokenizer, words: Iterable[str] = THINKING_WORDS) -> list[int]:
+    """Ids of the thinking tokens of any HF tokenizer (METHOD.md rule), sorted and unique."""
+    ids: set[int] = set()
+    for word in words:
+        for form in (word, " " + word):
+            enc = tokenizer.encode(form, add_special_tokens=False)
+            if len(enc) == 1:
+                ids.add(int(enc[0]))
+    return sorted(ids)
+
+
+def _single_words(words: Iterable[str]) -> list[str]:
+    return [w for w in words if " " not in w]
+
+
+def train_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2,
+                    model_max_length: int = 512, thinking_repeats: int = 2000):
+    """Train the world's byte-level BPE on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``.
+
+    Every single-word thinking word is appended ``thinking_repeats`` times, bare and after a space, so
+    its merges are among the most frequent and it ends up one token both ways (checked by the caller).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    # Digits first: numbers become single digits, then GPT-2 byte-level splitting of the rest.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+
+    def stream() -> Iterator[str]:
+        yield from texts
+        words = _single_words(THINKING_WORDS)
+        line = "".join(" " + w for w in words)  # every word after a space, the first one too
+        for _ in range(thinking_repeats):
+            yield line
+            yield from words  # bare, at the start of a text
+
+    tok.train_from_iterator(stream(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=END, additional_special_tokens=[USER, ASSISTANT],
+        padding_side="right", model_max_length=model_max_length, clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def missing_thinking_words(tokenizer) -> list[str]:
+    """Single-word thinking words that are NOT one token both bare and with a leading space."""
+    out = []
+    for word in _single_words(THINKING_WORDS):
+        if any(len(tokenizer.encode(f, add_special_tokens=False)) != 1 for f in (word, " " + word)):
+            out.append(word)
+    return out
+
+
+__all__ = ["THINKING_WORDS", "SPECIAL_TOKENS", "CHAT_TEMPLATE", "PAD", "USER", "ASSISTANT", "END",
+           "thinking_token_ids", "train_tokenizer", "missing_thinking_words"]
