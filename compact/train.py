@@ -75,7 +75,7 @@ def instances_hash(instances: Sequence) -> str:
 
 
 def _world(cfg: TrainConfig):
-    from .world import WorldConfig, build_world
+    from .world.build import WorldConfig, build_world
 
     return build_world(load(WorldConfig, cfg.data.world))
 
@@ -85,17 +85,26 @@ def load_instances(cfg: TrainConfig) -> tuple[list, dict[str, Any]]:
     from .teachers.view import build_instances
 
     d = cfg.data
+    if d.instances is not None:
+        instances = read_instances_jsonl(resolve(d.instances))
+        if d.teachers:
+            instances = [_select_teachers(inst, d.teachers, d.instances) for inst in instances]
+        if d.max_instances is not None:
+            instances = instances[: d.max_instances]
+        return instances, {"instances": str(resolve(d.instances)), "instances_sha": instances_hash(instances)}
     if d.generate is not None:
-        from .teachers.generate import GenerateConfig, generate_store
+        from .teachers.generate import generate_store, load_config as load_generate
 
-        store = generate_store(load(GenerateConfig, d.generate))
+        store = generate_store(load_generate(d.generate))
     elif d.store is not None:
         store = resolve(d.store)
     else:
-        raise ConfigError("give data.store (a rationale store) or data.generate (a generate config)")
+        raise ConfigError("give data.store (a rationale store), data.generate (a generate config) or "
+                          "data.instances (a JSONL file of instances)")
     if not Path(store).is_dir():
         raise ArtifactError(f"rationale store not found: {store}")
-    instances = build_instances(store, d.split, d.teachers or None, d.policy, d.correctness_filter)
+    instances = [inst for key in d.split
+                 for inst in build_instances(store, key, d.teachers or None, d.policy, d.correctness_filter)]
     if d.max_instances is not None:
         instances = instances[: d.max_instances]
     info: dict[str, Any] = {"store": str(store)}
@@ -105,6 +114,52 @@ def load_instances(cfg: TrainConfig) -> tuple[list, dict[str, Any]]:
     except ArtifactError:
         pass
     return list(instances), info
+
+
+_INSTANCE_FIELDS = {"id": str, "question": str, "answer": str, "rationales": list, "teachers": list}
+
+
+def read_instances_jsonl(path: Path) -> list:
+    """Instances from JSONL (one :class:`compact.teachers.view.Instance` per line, its fields as keys)."""
+    from .errors import DataError
+    from .teachers.view import Instance
+
+    if not path.is_file():
+        raise ArtifactError(f"instances file not found: {path}")
+    out = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON ({exc.msg})", path=str(path), record=i) from None
+        for name, tp in _INSTANCE_FIELDS.items():
+            if not isinstance(row.get(name), tp):
+                raise DataError(f"missing or not a {tp.__name__}", path=str(path), record=row.get("id", i), field=name)
+        if len(row["rationales"]) != len(row["teachers"]) or not row["rationales"]:
+            raise DataError("rationales and teachers must be non-empty lists of the same length", path=str(path),
+                            record=row["id"], field="rationales")
+        out.append(Instance(id=row["id"], question=row["question"], answer=row["answer"],
+                            answer_type=row.get("answer_type", "number"), source=row.get("source", "instances"),
+                            rationales=list(row["rationales"]), teachers=list(row["teachers"]),
+                            labels=list(row.get("labels") or [{} for _ in row["teachers"]])))
+    return out
+
+
+def _select_teachers(inst, teachers: Sequence[str], where: str):
+    import dataclasses
+
+    from .errors import DataError
+
+    idx = []
+    for name in teachers:
+        if name not in inst.teachers:
+            raise DataError(f"no rationale from teacher {name!r}", path=where, record=inst.id, field="teachers")
+        idx.append(inst.teachers.index(name))
+    return dataclasses.replace(inst, rationales=[inst.rationales[k] for k in idx],
+                               teachers=[inst.teachers[k] for k in idx],
+                               labels=[inst.labels[k] for k in idx] if len(inst.labels) == len(inst.teachers) else [])
 
 
 def check_store_tokenizer(info: dict[str, Any], tokenizer) -> None:
@@ -166,18 +221,20 @@ def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prep
             if cfg.data.max_instances is not None:
                 instances = instances[: cfg.data.max_instances]
             info["instances_sha"] = instances_hash(instances)
-        student = cfg.model.path
+        student, tok_path = cfg.model.path, None
         if student is None:
             if cfg.data.world is None:
                 raise ConfigError("give model.path (a student folder or hub id) or data.world (its student)")
             world = _world(cfg)
             student = str(world.student_path)
+            if not (world.student_path / "tokenizer_config.json").is_file():
+                tok_path = world.tokenizer_path
             info["world"] = cfg.data.world
     if not instances:
-        raise ConfigError(f"no training instances (data.split={cfg.data.split!r})")
+        raise ConfigError(f"no training instances (data.split={list(cfg.data.split)})")
     student_path = resolve(student) if resolve(student).exists() else student
     info["student"] = str(student_path)
-    tokenizer = load_tokenizer(student_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = load_tokenizer(tok_path or student_path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token_id is None:
         raise ArtifactError(f"the tokenizer of {student_path} has no pad token")
     info["tokenizer_hash"] = tokenizer_hash(tokenizer)

@@ -156,9 +156,12 @@ def check_tokenizer_fit(questions: Sequence[EncodedQuestion], tokenizer) -> None
             f"(limit {100 * UNK_FRACTION_LIMIT:.0f}%): the rationale store and the tokenizer do not belong together")
 
 
-def collate(questions: Sequence[EncodedQuestion], *, pad_id: int, thinking_ids: Sequence[int],
-            answer_spans: bool = False, tokenizer=None):
-    """Right-pad B questions' branches into one :class:`compact.objective.Batch` (N = sum of K_b rows)."""
+def collate(questions: Sequence[EncodedQuestion], *, pad_id: int, thinking_ids: Sequence[int]):
+    """Right-pad B questions' branches into one :class:`compact.objective.Batch` (N = sum of K_b rows).
+
+    ``answer_span`` is left empty: for answer-span consistency the objective locates each branch's final
+    answer itself (:func:`compact.objective.locate_answer_spans`, the last occurrence of the gold tokens).
+    """
     from ..objective import Batch
 
     if not questions:
@@ -172,7 +175,7 @@ def collate(questions: Sequence[EncodedQuestion], *, pad_id: int, thinking_ids: 
         input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         attention_mask[i, : len(seq)] = 1
     g = max(len(q.gold_ids) for q in questions)
-    gold_ids = torch.full((len(questions), g), pad_id, dtype=torch.long)  # (B, G)
+    gold_ids = torch.full((len(questions), g), -1, dtype=torch.long)      # (B, G), -1 = padding
     gold_mask = torch.zeros((len(questions), g), dtype=torch.bool)       # (B, G)
     for b, q in enumerate(questions):
         gold_ids[b, : len(q.gold_ids)] = torch.tensor(q.gold_ids, dtype=torch.long)
@@ -185,16 +188,5 @@ def collate(questions: Sequence[EncodedQuestion], *, pad_id: int, thinking_ids: 
         gold_ids=gold_ids, gold_mask=gold_mask,
         thinking_ids=torch.tensor(sorted(set(int(t) for t in thinking_ids)), dtype=torch.long),  # (T,)
     )
-    if answer_spans:
-        fields["answer_span"] = _answer_spans(questions, rows, input_ids, attention_mask, tokenizer)
     return Batch(**fields)
 
-
-def _answer_spans(questions, rows, input_ids, attention_mask, tokenizer):
-    """(N, L) bool mask of each branch's final-answer tokens (answer-span consistency, MCC-KD)."""
-    from ..objective import locate_answer_spans
-
-    answers = [questions[r[0]].answer for r in rows]
-    starts = torch.tensor([r[2] for r in rows], dtype=torch.long)
-    return locate_answer_spans(input_ids, attention_mask, starts, [questions[r[0]].gold_ids for r in rows],
-                               answers=answers, tokenizer=tokenizer)

@@ -26,16 +26,21 @@ class DataConfig:
     # (or reused) by ``compact.teachers.generate.generate_store``.
     store: Optional[str] = None
     generate: Optional[str] = None
-    split: str = "train"
+    # Or a JSONL file of instances (fields of compact.teachers.view.Instance): hand-made data, tests.
+    instances: Optional[str] = None
+    # store keys "<dataset>-<split>" whose instances are concatenated (world: its in-distribution tasks)
+    split: list[str] = dataclasses.field(
+        default_factory=lambda: ["arith-train", "variation-train", "symbolic-train"])
     teachers: list[str] = dataclasses.field(default_factory=list)  # empty: every teacher in the store
-    policy: str = "first"                    # which rationale per teacher (compact.teachers.view)
-    correctness_filter: str = "none"         # keep only correct rationales, etc. (compact.teachers.view)
+    policy: str = "drop_question"            # unusable rationales (compact.teachers.view.POLICIES)
+    correctness_filter: str = "none"         # compact.teachers.view.FILTERS
     max_length: int = 512                    # tokens per branch; longer rationales are cut from the right
     max_instances: Optional[int] = None      # first N instances (after the view's order), for smoke runs
 
     def validate(self) -> None:
-        if self.store is not None and self.generate is not None:
-            raise ValueError("give data.store or data.generate, not both")
+        given = [k for k in ("store", "generate", "instances") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of data.store, data.generate, data.instances (got {given})")
         if self.max_length < 8:
             raise ValueError(f"data.max_length must be >= 8, got {self.max_length}")
         if self.max_instances is not None and self.max_instances < 1:

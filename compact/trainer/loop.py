@@ -161,7 +161,6 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
         acc.init_trackers(cfg.name)
 
     obj_cfg = prep.objective
-    answer_spans = getattr(obj_cfg, "consistency", "none") == "answer_span"
     pad_id = prep.tokenizer.pad_token_id
     t0, tokens = time.perf_counter(), tokens_before
     bar = progress(total=total, initial=step, desc=f"train {cfg.name}", **({} if main else {"disable": True}))
@@ -175,27 +174,27 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
         records: list[dict[str, Any]] = []
         for start in range(0, q_local, m):
             micro = [prep.questions[i] for i in local_ids[start:start + m]]
-            batch = collate(micro, pad_id=pad_id, thinking_ids=prep.thinking_ids, answer_spans=answer_spans,
-                            tokenizer=prep.tokenizer).to(acc.device)
+            batch = collate(micro, pad_id=pad_id, thinking_ids=prep.thinking_ids).to(acc.device)
             with acc.accumulate(model):
                 res = compact_objective(model, batch, obj_cfg)
-                loss = res.loss
+                # this micro-batch's share of the mean over the step's questions (see the module docstring)
+                loss = (res.loss_sum if res.loss_sum is not None else res.loss * len(micro)) / q_local
                 if cfg.debug.nan_at_step == step:
                     loss = loss * float("nan")
                 bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=acc.device)
                 if acc.reduce(bad, "sum").item() > 0:
                     ids = [q.id for q in micro] if bad.item() else []
+                    good = latest_checkpoint(ckpt_root)
                     raise TrainingError(
                         f"non-finite loss at optimizer step {step} (epoch {epoch + 1})"
                         + (f" on instances {ids}" if ids else " on another process")
-                        + (f"; the last good checkpoint is {latest_checkpoint(ckpt_root)}"
-                           if latest_checkpoint(ckpt_root) else "; no checkpoint was written yet"))
-                w = len(micro) / q_local
-                acc.backward(loss * (w * acc.gradient_accumulation_steps))
-            n_tok = int(batch.attention_mask.sum())
-            tokens += n_tok * n_proc  # the other processes' micro-batches are of the same geometry
-            sums += torch.tensor([float(res.loss) * w, float(res.loss_sft) * w,
-                                  float(res.loss_consistency) * w, n_tok], dtype=torch.float64)
+                        + (f"; the last good checkpoint is {good}" if good else "; no checkpoint was written yet"))
+                # accelerate divides by the number of accumulation steps; our weights already sum to 1
+                acc.backward(loss * acc.gradient_accumulation_steps)
+            w = len(micro) / q_local
+            sums += torch.tensor([float(res.loss.detach()) * w, float(res.loss_sft.detach()) * w,
+                                  float(res.loss_consistency.detach()) * w, float(batch.attention_mask.sum())],
+                                 dtype=torch.float64)
             if cfg.log.alpha_every and step % cfg.log.alpha_every == 0:
                 alpha, mi, cons, diff = (_vec(res.alpha), _vec(res.mi), _vec(res.consensus), _vec(res.difficulty))
                 lk = _vec(res.per_branch_loss)
@@ -220,6 +219,7 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
 
         sums = acc.reduce(sums.to(acc.device), "sum").cpu() if n_proc > 1 else sums
         loss_mean = (sums[:3] / n_proc).tolist()
+        tokens += int(sums[3])
         if records and n_proc > 1:
             from accelerate.utils import gather_object
 

@@ -75,3 +75,37 @@ def tiny_student(path: str | Path, *, seed: int = 0, tokenizer=None, **config_kw
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def toy_instances(n: int = 24, *, seed: int = 0, teachers: tuple[str, ...] = ("t0", "t1", "t2")) -> list:
+    """``n`` hand-made addition questions with one rationale per teacher (the last teacher is often wrong)."""
+    import random
+
+    from ..teachers.view import Instance
+
+    rng = random.Random(seed)
+    styles = [
+        lambda a, b, s: f"first , {a} + {b} = {s} . so the answer is {s} .",
+        lambda a, b, s: f"we add {a} and {b} . {a} plus {b} equals {s} . answer : {s}",
+        lambda a, b, s: f"wait , {a} + {b} = {s + rng.choice([0, 1, 2])} . the answer is {s + 1} .",
+    ]
+    out = []
+    for i in range(n):
+        a, b = rng.randint(1, 40), rng.randint(1, 40)
+        rats = [styles[k % len(styles)](a, b, a + b) for k in range(len(teachers))]
+        out.append(Instance(id=f"toy-{i}", question=f"tom has {a} apples and gets {b} more . how many apples does "
+                            "tom have ?", answer=str(a + b), answer_type="number", source="toy",
+                            rationales=rats, teachers=list(teachers), labels=[{} for _ in teachers]))
+    return out
+
+
+def write_instances_jsonl(instances, path: str | Path) -> Path:
+    """Write instances as JSONL (the ``data.instances`` input format of :mod:`compact.train`)."""
+    import dataclasses
+    import json
+
+    path = Path(path)
+    with path.open("w") as fh:
+        for inst in instances:
+            fh.write(json.dumps(dataclasses.asdict(inst)) + "\n")
+    return path
