@@ -1,0 +1,239 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python (compact)
+#     language: python
+#     name: compact
+# ---
+
+# %% [markdown]
+# # Graph-based consensus
+
+# %% [markdown]
+# The first compatibility score asks: *how much do the other teachers' rationales "agree" with rationale $k$,
+# as the student sees them?* The $K$ branches of a question go through ONE student forward pass. Each branch
+# is summarised by the final hidden state at its last non-pad position, $e_k = h[k, \text{last}_k]$, and
+# projected with the student's **last decoder layer's** query and key projections (biases included, no RoPE,
+# no head split):
+#
+# $$q_k = W_Q e_k + b_Q,\qquad \kappa_k = \operatorname{widen}(W_K e_k + b_K).$$
+#
+# With grouped-query attention $\kappa$ is narrower than $q$; the released code widens it with
+# `repeat_interleave(n_heads // n_kv_heads, dim=-1)` (element by element). A soft $K \times K$ graph, its
+# diagonal zeroed after the softmax (rows not renormalised), and each branch's weighted in-degree:
+#
+# $$A = \operatorname{softmax}_{\text{row}}\!\Big(\frac{Q \hat K^\top}{\sqrt{d_q}}\Big),\qquad
+# A_{kk} \leftarrow 0,\qquad C_k = \sum_i A_{ik}.$$
+#
+# A rationale that many others attend to is "in consensus". The hope: wrong rationales lose in-degree. This
+# chapter computes $A$ by hand next to the equation, checks it against `compact.consensus.consensus_scores`,
+# draws the graph for real instances, and measures whether $C_k$ separates correct from wrong rationales.
+
+# %% tags=["parameters"]
+profile = "smoke"
+results = "artifacts/smoke/results"
+world_config = "configs/world/smoke.yaml"
+generate_config = "configs/generate/smoke.yaml"
+n_graphs = 3  # instances drawn as graphs
+max_length = 512  # tokens per branch
+batch_questions = 8  # questions per forward pass when scoring the dev set
+seed = 0
+
+# %%
+import math
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
+import datasets
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+
+datasets.disable_progress_bars()
+transformers.utils.logging.disable_progress_bar()
+
+from compact.analysis.validation import auc
+from compact.config import load
+from compact.consensus import consensus_scores, find_attention_projections, widen_keys
+from compact.difficulty import last_nonpad
+from compact.log import seed_everything
+from compact.paths import resolve
+from compact.teachers.generate import GenerateConfig, generate_store
+from compact.teachers.view import build_instances
+from compact.trainer.batching import collate, encode_instances
+from compact.world.build import WorldConfig, build_world
+from compact.world.tokenizer import thinking_token_ids
+
+seed_everything(seed)
+torch.set_grad_enabled(False)  # scoring only: consensus is detached anyway
+world = build_world(load(WorldConfig, resolve(world_config)))
+gen_cfg = load(GenerateConfig, resolve(generate_config))
+store = generate_store(gen_cfg)
+teachers = [t.name for t in gen_cfg.teachers]
+tok, student = world.tokenizer, world.load_student()
+think = thinking_token_ids(tok)
+dev = [i for key in ("arith-dev", "variation-dev", "symbolic-dev") for i in build_instances(store, key, teachers)]
+print(f"{len(dev)} dev instances x {len(teachers)} teachers; student: {student.config.num_attention_heads} query "
+      f"heads, {student.config.num_key_value_heads} key/value heads")
+
+# %% [markdown]
+# ## The soft graph, line by line
+#
+# One forward pass over one question's $K$ branches; then the equations above, in order.
+
+# %%
+mixed = [i for i in dev if len({lab["final_correct"] for lab in i.labels}) > 1]  # some right, some wrong
+shown = (mixed + [i for i in dev if i not in mixed])[:n_graphs]
+proj = find_attention_projections(student)  # the last decoder layer's q_proj / k_proj
+
+
+def soft_graph(inst):
+    """A (K, K) with zeroed diagonal, and C (K,), for one instance (the equations above)."""
+    (q_enc,), _ = encode_instances([inst], tok, teachers=teachers, max_length=max_length)
+    batch = collate([q_enc], pad_id=tok.pad_token_id, thinking_ids=think)
+    out = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    h = out.hidden_states[-1]  # (K, L, H), after the final norm
+    e = h[torch.arange(len(h)), last_nonpad(batch.attention_mask)]  # (K, H): e_k = h[k, last_k]
+    q = proj.q_proj(e)  # (K, d_q)
+    k = widen_keys(proj.k_proj(e), proj.n_heads, proj.n_kv_heads, "element")  # (K, d_q), repeat_interleave
+    A = torch.softmax(q @ k.T / math.sqrt(q.shape[-1]), dim=-1)  # (K, K), rows sum to 1
+    A = A * (1 - torch.eye(len(A)))  # A_kk <- 0 after the softmax, rows not renormalised
+    C = A.sum(dim=0)  # (K,) column sum: weighted in-degree
+    ref = consensus_scores(e, proj.q_proj, proj.k_proj, proj.n_heads, proj.n_kv_heads, batch.group)
+    assert torch.allclose(C, ref, atol=1e-6), "hand-computed C differs from compact.consensus"
+    return A, C
+
+
+A, C = soft_graph(shown[0])
+print("A =\n", np.array2string(A.numpy(), precision=3))
+print("C =", np.round(C.numpy(), 3), "(matches compact.consensus.consensus_scores)")
+print("correct:", [lab["final_correct"] for lab in shown[0].labels])
+
+# %% [markdown]
+# ## The graph for real instances
+#
+# Edges $i \to j$ with width growing with $A_{ij}$ (how much branch $i$ attends to branch $j$), node size
+# growing with $C_j$ (in-degree), green = the rationale's final answer is correct, red = wrong. A barely
+# trained student attends almost uniformly ($A_{ij} \approx 1/K$), so widths and sizes are rescaled
+# min-to-max within each graph to make the small differences visible; the titles give the raw $C$.
+
+# %%
+fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 4.2), squeeze=False)
+for ax, inst in zip(axes[0], shown):
+    A, C = soft_graph(inst)
+    g = nx.DiGraph()
+    short = [t.replace("sim-", "") for t in inst.teachers]
+    g.add_nodes_from(short)
+    for i in range(len(short)):
+        for j in range(len(short)):
+            if i != j:
+                g.add_edge(short[i], short[j], weight=float(A[i, j]))
+    pos = nx.circular_layout(g)
+    colors = ["tab:green" if lab["final_correct"] else "tab:red" for lab in inst.labels]
+    rescale = lambda v, lo, hi: (v - lo) / (hi - lo + 1e-12)  # min-to-max within this graph
+    off = A[~torch.eye(len(A), dtype=torch.bool)]
+    sizes = [400 + 2200 * rescale(float(c), float(C.min()), float(C.max())) for c in C]
+    widths = [0.5 + 6 * rescale(g[u][v]["weight"], float(off.min()), float(off.max())) for u, v in g.edges]
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=sizes, alpha=0.85)
+    nx.draw_networkx_labels(g, pos, ax=ax, font_size=8)
+    nx.draw_networkx_edges(g, pos, ax=ax, width=widths, arrowsize=12, connectionstyle="arc3,rad=0.12",
+                           node_size=1500, alpha=0.6)
+    ax.set_title(f"{inst.id}\nC = [" + ", ".join(f"{float(c):.3f}" for c in C) + "]", fontsize=8)
+    ax.margins(0.25)
+    ax.axis("off")
+fig.suptitle("K-teacher soft graphs (green: correct answer, red: wrong; size: in-degree C)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Do wrong rationales lose in-degree?
+#
+# $C_k$ for every branch of every dev instance, scored in batches of several questions at once (the trainer
+# batches the same way; `consensus_scores` keeps each softmax inside its own question), split by whether the
+# branch's final answer is correct. The AUC is $P(C_{\text{correct}} > C_{\text{wrong}})$: 0.5 is chance. The
+# same hidden states also give the head-block widening variant (chapter [11](11_paper_vs_code.ipynb)
+# explains the difference).
+
+# %%
+rows = []
+for s in range(0, len(dev), batch_questions):
+    chunk = dev[s:s + batch_questions]
+    qs, _ = encode_instances(chunk, tok, teachers=teachers, max_length=max_length)
+    batch = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)  # B questions x K branches = N rows
+    h = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                output_hidden_states=True).hidden_states[-1]  # (N, L, H)
+    e = h[torch.arange(len(h)), last_nonpad(batch.attention_mask)]  # (N, H)
+    labels = [lab["final_correct"] for inst in chunk for lab in inst.labels]
+    names = [t for inst in chunk for t in inst.teachers]
+    ids = [inst.id for inst in chunk for _ in inst.teachers]
+    for widening in ("element", "head_block"):
+        c = consensus_scores(e, proj.q_proj, proj.k_proj, proj.n_heads, proj.n_kv_heads, batch.group, widening)
+        rows += [{"widening": widening, "id": i, "teacher": t, "consensus": v, "correct": y}
+                 for v, y, t, i in zip(c.tolist(), labels, names, ids)]
+scores = pd.DataFrame(rows)
+ref = scores[scores.widening == "element"]
+summary = pd.DataFrame([{
+    "widening": w, "branches": len(sub), "wrong": int((~sub.correct).sum()),
+    "mean C (correct)": sub[sub.correct].consensus.mean(), "mean C (wrong)": sub[~sub.correct].consensus.mean(),
+    "AUC": auc(sub.consensus.tolist(), sub.correct.tolist())} for w, sub in scores.groupby("widening")])
+summary.set_index("widening").round(3)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+data = [ref[ref.correct].consensus, ref[~ref.correct].consensus]
+axes[0].boxplot(data, showfliers=False)
+axes[0].set_xticks([1, 2], ["correct", "wrong"])
+rng = np.random.default_rng(seed)
+for x, d in enumerate(data, start=1):
+    axes[0].scatter(x + rng.uniform(-0.12, 0.12, len(d)), d, s=8, alpha=0.5,
+                    color="tab:green" if x == 1 else "tab:red")
+axes[0].set(ylabel="consensus $C_k$", title="In-degree by correctness (reference widening)")
+by_teacher = ref.groupby("teacher").consensus.mean().reindex(teachers)
+axes[1].bar([t.replace("sim-", "") for t in teachers], by_teacher.values, color="C0")
+axes[1].axhline((len(teachers) - 1) / len(teachers), color="k", ls="--", lw=1)
+axes[1].set(ylabel="mean $C_k$", title="Mean in-degree per teacher\n(dashed: uniform attention, (K-1)/K)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## What we saw
+
+# %%
+a_ref = summary.set_index("widening").loc["element", "AUC"]
+a_hb = summary.set_index("widening").loc["head_block", "AUC"]
+spread = ref.groupby("id").consensus.agg(lambda v: v.max() - v.min())
+print(f"Over {len(ref)} dev branches ({int((~ref.correct).sum())} wrong), the AUC of C_k for 'correct' is "
+      f"{a_ref:.3f} with the reference widening and {a_hb:.3f} with head-block widening.")
+if abs(a_ref - 0.5) < 0.05:
+    print("With this student, consensus does NOT separate correct from wrong rationales: wrong rationales do "
+          "not lose in-degree (the AUC is at chance).")
+elif a_ref > 0.5:
+    print("Wrong rationales tend to receive less in-degree, as the method hopes.")
+else:
+    print("Wrong rationales tend to receive MORE in-degree than correct ones: the score points the wrong way "
+          "for this student.")
+print(f"Within a question C_k varies little: the median spread (max - min over the K branches) is "
+      f"{spread.median():.3f}, against (K-1)/K = {(len(teachers) - 1) / len(teachers):.2f} for uniform attention.")
+print("Per-teacher mean in-degree:", {t: round(v, 3) for t, v in by_teacher.items()},
+      "-- the z-scoring of chapter 6 magnifies these small differences into weights.")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Set `world_config = "configs/world/default.yaml"` (a better-trained student) and rerun: does the AUC move
+#    away from 0.5?
+# 2. Replace the softmax temperature $\sqrt{d_q}$ by 1 inside `soft_graph` (only there): how peaked does $A$
+#    get, and does the `assert` against the package now fail, as it should?
+# 3. Draw `n_graphs = 6` instances: is the red node ever the largest?
+# 4. Does one teacher's style (e.g. the concise `sim-qwen-instruct`) systematically attract more in-degree?
+#    Compare the per-teacher bar chart with the teachers' accuracies in [chapter 2](02_teachers.ipynb).

@@ -1,0 +1,233 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python (compact)
+#     language: python
+#     name: compact
+# ---
+
+# %% [markdown]
+# # MI-based adaptability
+
+# %% [markdown]
+# The second score asks how much a rationale moves the student *towards the gold answer* while it reads it.
+# With $h_{k,t}$ the student's final hidden state at position $t$ of branch $k$, $W_U$ the LM head and $G$ the
+# gold answer's token ids, the released code tracks the "gold logit" along the sequence and rewards upward
+# jumps, ten times more at thinking tokens:
+#
+# $$g_{k,t} = \frac{1}{|G|}\sum_{j} \langle h_{k,t}, W_U[G_j] \rangle,\qquad
+# \Delta_{k,t} = g_{k,t} - g_{k,t-1}\ (\Delta_{k,0}=0),\qquad
+# w_{k,t} = \begin{cases}1.0 & x_{k,t} \text{ is a thinking token}\\ 0.1 & \text{otherwise}\end{cases}$$
+#
+# $$M_k = \sum_t \operatorname{ReLU}(\Delta_{k,t})\, w_{k,t}\quad\text{(reference: every position of the padded row).}$$
+#
+# It is a proxy, not a mutual-information estimator. The reference sums over the prompt and the padding and
+# is not length-normalised; the `masked_mean` variant sums over the assistant tokens only and divides by
+# their number. To validate the proxy we compare it with HSIC, a kernel dependence measure between each
+# token's hidden state and the gold answer's representation (Qian et al., 2025: thinking tokens are
+# information peaks).
+
+# %% tags=["parameters"]
+profile = "smoke"
+results = "artifacts/smoke/results"
+world_config = "configs/world/smoke.yaml"
+generate_config = "configs/generate/smoke.yaml"
+teacher_shown = "sim-r1-distill"  # the branch whose curve is drawn
+question_index = 0
+n_questions = 4  # dev questions for the proxy-versus-HSIC comparison
+hsic_stride = 4  # HSIC on every 4th position (the estimator costs an n x n Gram per token)
+max_length = 512
+seed = 0
+
+# %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
+import datasets
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+
+datasets.disable_progress_bars()
+transformers.utils.logging.disable_progress_bar()
+
+from compact.adaptability import OTHER_WEIGHT, THINKING_WEIGHT, mi_proxy
+from compact.analysis.validation import proxy_vs_estimator
+from compact.config import load
+from compact.difficulty import last_nonpad
+from compact.hsic import token_answer_hsic
+from compact.log import seed_everything
+from compact.objective import lm_head_weight
+from compact.paths import resolve
+from compact.teachers.generate import GenerateConfig, generate_store
+from compact.teachers.view import build_instances
+from compact.trainer.batching import collate, encode_instances
+from compact.world.build import WorldConfig, build_world
+from compact.world.tokenizer import thinking_token_ids
+
+seed_everything(seed)
+torch.set_grad_enabled(False)
+world = build_world(load(WorldConfig, resolve(world_config)))
+gen_cfg = load(GenerateConfig, resolve(generate_config))
+store = generate_store(gen_cfg)
+teachers = [t.name for t in gen_cfg.teachers]
+tok, student = world.tokenizer, world.load_student()
+think = thinking_token_ids(tok)
+W_U = lm_head_weight(student).detach()  # (V, H)
+dev = [i for key in ("arith-dev", "variation-dev", "symbolic-dev") for i in build_instances(store, key, teachers)]
+
+
+def forward(instances):
+    """One forward pass over the instances' branches: the batch and the last hidden state (N, L, H)."""
+    qs, _ = encode_instances(instances, tok, teachers=teachers, max_length=max_length)
+    batch = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
+    out = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    return batch, out.hidden_states[-1]
+
+
+# %% [markdown]
+# ## The gold-jump curve, line by line
+
+# %%
+inst = dev[question_index % len(dev)]
+batch, h = forward([inst])  # K branches of one question, right-padded to a common length L
+gold = batch.gold_ids[0][batch.gold_mask[0]]  # G: the gold answer's token ids (bare encoding)
+g = (h.float() @ W_U[gold].T).mean(dim=-1)  # (K, L): g_t = mean_j <h_t, W_U[G_j]>
+delta = torch.zeros_like(g)
+delta[:, 1:] = g[:, 1:] - g[:, :-1]  # (K, L): Delta_0 = 0
+is_think = torch.isin(batch.input_ids, batch.thinking_ids)  # w_t looks at the INPUT token at t
+w = torch.where(is_think, THINKING_WEIGHT, OTHER_WEIGHT)  # (K, L)
+M = (torch.relu(delta) * w).sum(dim=1)  # (K,) reference: every position of the padded row
+ref = mi_proxy(h, W_U, batch.gold_ids, batch.gold_mask, batch.group, batch.input_ids, batch.attention_mask,
+               batch.assistant_start, batch.thinking_ids, "reference")
+assert torch.allclose(M, ref, rtol=1e-5, atol=1e-5), "hand-computed M differs from compact.adaptability"
+masked = mi_proxy(h, W_U, batch.gold_ids, batch.gold_mask, batch.group, batch.input_ids, batch.attention_mask,
+                  batch.assistant_start, batch.thinking_ids, "masked_mean")
+pd.DataFrame({"teacher": inst.teachers, "correct": [lab["final_correct"] for lab in inst.labels],
+              "tokens (incl. prompt)": (batch.attention_mask.sum(1)).tolist(),
+              "M reference": M.tolist(), "M masked_mean": masked.tolist()}).set_index("teacher").round(3)
+
+# %%
+k = inst.teachers.index(teacher_shown) if teacher_shown in inst.teachers else 0
+start, last = int(batch.assistant_start[k]), int(last_nonpad(batch.attention_mask)[k])
+L = batch.input_ids.shape[1]
+t = np.arange(L)
+fig, axes = plt.subplots(2, 1, figsize=(13, 6), sharex=True)
+axes[0].plot(t, g[k].numpy(), color="C0", lw=1.2)
+axes[0].axvspan(-0.5, start - 0.5, color="0.85", label="prompt")
+if last + 1 < L:
+    axes[0].axvspan(last + 0.5, L - 0.5, color="mistyrose", label="padding")
+peaks = [p for p in range(L) if bool(is_think[k, p]) and p <= last]
+axes[0].scatter(peaks, g[k, peaks].numpy(), color="C3", zorder=3, label="thinking token")
+for p in peaks:
+    axes[0].annotate(tok.decode([int(batch.input_ids[k, p])]).strip(), (p, float(g[k, p])), fontsize=7,
+                     xytext=(0, 6), textcoords="offset points", ha="center", color="C3")
+axes[0].set(ylabel="$g_t$", title=f"Gold-answer logit along {inst.teachers[k]}'s branch (gold {inst.answer!r})")
+axes[0].legend(fontsize=8, loc="upper left")
+jump = (torch.relu(delta[k]) * w[k]).numpy()
+axes[1].bar(t, jump, color=["C3" if bool(is_think[k, p]) else "C0" for p in range(L)], width=1.0)
+axes[1].axvspan(-0.5, start - 0.5, color="0.85")
+if last + 1 < L:
+    axes[1].axvspan(last + 0.5, L - 0.5, color="mistyrose")
+axes[1].set(xlabel="position t", ylabel=r"ReLU($\Delta_t$) $w_t$",
+            title=f"What M sums (red: thinking tokens, weight 1.0; blue: 0.1). M = {float(M[k]):.3f}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The proxy against HSIC
+#
+# For every branch of `n_questions` dev questions: the HSIC between each assistant token's hidden state and
+# the gold answer's representation (the last hidden state of the gold answer string run through the same
+# student), using Qian et al.'s estimator (`compact.hsic.token_answer_hsic`, normalised to $[0, 1]$), averaged
+# over the branch's assistant tokens (every `hsic_stride`-th position, to keep this cheap). Then how well each variant of $M_k$ tracks it across branches and within
+# questions, and whether thinking tokens are where the jumps and the HSIC peaks are.
+
+# %%
+sub = dev[:n_questions]
+batch, h = forward(sub)
+n_rows = len(batch.input_ids)
+gold_repr = []
+for inst in sub:
+    ids = tok(inst.answer, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    rep = student(input_ids=ids, output_hidden_states=True).hidden_states[-1][0, -1]  # (H,)
+    gold_repr += [rep] * len(inst.teachers)
+sel = torch.arange(0, h.shape[1], hsic_stride)  # sampled positions
+hs = token_answer_hsic(h[:, sel], torch.stack(gold_repr), batch.attention_mask[:, sel], normalize=True)  # (N, L')
+pos = sel.expand(n_rows, -1)
+assistant = (pos >= batch.assistant_start[:, None]) & (pos <= last_nonpad(batch.attention_mask)[:, None])
+hsic_branch = torch.where(assistant, hs, torch.zeros_like(hs)).sum(1) / assistant.sum(1)
+args = (h, W_U, batch.gold_ids, batch.gold_mask, batch.group, batch.input_ids, batch.attention_mask,
+        batch.assistant_start, batch.thinking_ids)
+m_ref, m_mask = mi_proxy(*args, "reference"), mi_proxy(*args, "masked_mean")
+groups = batch.group.tolist()
+stats = pd.DataFrame({name: proxy_vs_estimator(m.tolist(), hsic_branch.tolist(), groups)
+                      for name, m in (("reference", m_ref), ("masked_mean", m_mask))}).T
+stats.round(3)
+
+# %%
+tokens_mi = []
+for b in range(batch.n_questions):
+    rows = (batch.group == b).nonzero().squeeze(1)
+    gold_b = batch.gold_ids[b][batch.gold_mask[b]]
+    gb = (h[rows].float() @ W_U[gold_b].T).mean(-1)  # (K_b, L)
+    d = torch.zeros_like(gb)
+    d[:, 1:] = gb[:, 1:] - gb[:, :-1]
+    tokens_mi.append(torch.relu(d))
+jumps = torch.cat(tokens_mi)[:, sel]  # (N, L') ReLU(Delta_t) at the sampled positions, before the weight
+think_mask = torch.isin(batch.input_ids[:, sel], batch.thinking_ids) & assistant
+other_mask = ~torch.isin(batch.input_ids[:, sel], batch.thinking_ids) & assistant
+peaks = pd.DataFrame({
+    "mean ReLU(Delta_t)": [float(jumps[think_mask].mean()), float(jumps[other_mask].mean())],
+    "mean HSIC_t": [float(hs[think_mask].mean()), float(hs[other_mask].mean())],
+    "tokens": [int(think_mask.sum()), int(other_mask.sum())]}, index=["thinking tokens", "other assistant tokens"])
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+correct = [lab["final_correct"] for inst in sub for lab in inst.labels]
+for ax, (name, m) in zip(axes, (("reference", m_ref), ("masked_mean", m_mask))):
+    ax.scatter(hsic_branch.numpy(), m.numpy(), c=["tab:green" if c else "tab:red" for c in correct], s=14)
+    ax.set(xlabel="mean token HSIC with the gold answer", ylabel=f"$M_k$ ({name})",
+           title=f"{name}: Spearman {stats.loc[name, 'spearman']:.2f}")
+fig.suptitle("MI proxy versus HSIC, one point per branch (green: correct answer)")
+fig.tight_layout()
+plt.show()
+peaks.round(4)
+
+# %% [markdown]
+# ## What we saw
+
+# %%
+length = batch.attention_mask.sum(1).float()
+rho_len_ref = proxy_vs_estimator(m_ref.tolist(), length.tolist())["spearman"]
+rho_len_mask = proxy_vs_estimator(m_mask.tolist(), length.tolist())["spearman"]
+print(f"Reference M_k versus branch length: Spearman {rho_len_ref:.2f}; masked_mean: {rho_len_mask:.2f} "
+      "(the reference rewards long rationales).")
+print(f"Proxy versus HSIC across {n_rows} branches: Spearman {stats.loc['reference', 'spearman']:.2f} (reference), "
+      f"{stats.loc['masked_mean', 'spearman']:.2f} (masked_mean); within questions "
+      f"{stats.loc['reference', 'within_question_spearman']:.2f} / {stats.loc['masked_mean', 'within_question_spearman']:.2f}.")
+ratio_j = peaks.iloc[0, 0] / max(peaks.iloc[1, 0], 1e-12)
+ratio_h = peaks.iloc[0, 1] / max(peaks.iloc[1, 1], 1e-12)
+print(f"At thinking tokens the mean jump is {ratio_j:.2f}x and the mean HSIC {ratio_h:.2f}x that of other "
+      "assistant tokens" + (" -- thinking tokens are peaks here." if min(ratio_j, ratio_h) > 1 else
+                           " -- with this student they are not clearly information peaks; the 10x weight, not "
+                           "the student, is what makes them count."))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Change `teacher_shown` to `sim-qwen-instruct` (no thinking words): what is left of $M_k$ once the red bars
+#    are gone?
+# 2. Append padding to a batch (re-collate with a longer pad) and recompute both variants: which one changes?
+#    ([Chapter 11](11_paper_vs_code.ipynb) does this.)
+# 3. Set `world_config = "configs/world/default.yaml"`: with a better student, does the proxy track HSIC more
+#    closely?
+# 4. Raise `n_questions` to 40: are the correlations stable?
