@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.compact-installed
 PROFILE ?= default
 
-.PHONY: venv test test-fast book reproduce pipeline smoke bench sync-notebooks clean-venv
+.PHONY: venv browser-deps test test-fast book reproduce pipeline smoke bench sync-notebooks clean-venv
 
 venv: $(STAMP)
 
@@ -21,7 +21,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --user --name compact --display-name "Python (compact)" >/dev/null
 	@touch $(STAMP)
 
-test: venv
+# Debian's chromium for the headless book check (installed when missing and we are root, as in CI).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser check"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium is missing and cannot be installed here: the browser check will be skipped"; fi; }
+
+test: venv browser-deps
 	$(PY) -m pytest -q
 
 test-fast: venv

@@ -1,0 +1,109 @@
+"""A real-browser check of a built book: every page renders, every figure loads, no internal link is broken.
+
+Serves the HTML folder on 127.0.0.1 (a random free port), drives Debian's ``chromium`` headless through
+playwright (no browser download: ``executable_path`` points at the system binary), visits every page, and
+keeps a screenshot of the landing page.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urljoin, urlparse
+
+from .errors import CompactError
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+class BrowserCheckError(CompactError):
+    """A page failed to render, a figure did not load, or an internal link is broken."""
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 30000) -> dict:
+    """Visit every ``*.html`` page of ``html``; raise :class:`BrowserCheckError` listing every problem."""
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_path()
+    if exe is None:
+        raise BrowserCheckError("no chromium on PATH (Debian: apt-get install chromium)")
+    html = Path(html).resolve()
+    pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
+                   if not p.relative_to(html).as_posix().startswith(("_static/", "_sources/")))
+    handler = functools.partial(_Quiet, directory=str(html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    problems: list[str] = []
+    stats = {"pages": 0, "images": 0, "links": 0}
+    anchors_cache: dict[str, set[str]] = {}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            for rel in pages:
+                url = urljoin(base, rel)
+                resp = page.goto(url, wait_until="load", timeout=timeout_ms)
+                if resp is None or resp.status != 200:
+                    problems.append(f"{rel}: HTTP {resp.status if resp else 'no response'}")
+                    continue
+                stats["pages"] += 1
+                if not page.locator("main, article, div[role=main]").count():
+                    problems.append(f"{rel}: no main content element rendered")
+                imgs = page.evaluate("""() => Array.from(document.images).map(i => ({src: i.currentSrc || i.src,
+                    ok: i.complete && i.naturalWidth > 0}))""")
+                for img in imgs:
+                    stats["images"] += 1
+                    if not img["ok"]:
+                        problems.append(f"{rel}: image did not load: {img['src']}")
+                anchors_cache[rel] = set(page.evaluate("() => Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
+                hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
+                for href in hrefs:
+                    target = urljoin(url, href)
+                    parsed = urlparse(target)
+                    if parsed.scheme not in ("http", "https") or parsed.netloc != urlparse(base).netloc:
+                        continue
+                    stats["links"] += 1
+                    path, frag = urldefrag(target)
+                    rel_target = unquote(urlparse(path).path).lstrip("/")
+                    file = html / rel_target
+                    if file.is_dir():
+                        file = file / "index.html"
+                    if not file.is_file():
+                        problems.append(f"{rel}: broken link {href}")
+                        continue
+                    if frag and file.suffix == ".html":
+                        key = file.relative_to(html).as_posix()
+                        if key not in anchors_cache:
+                            import re
+
+                            anchors_cache[key] = set(re.findall(r'id="([^"]+)"', file.read_text(errors="replace")))
+                        if unquote(frag) not in anchors_cache[key]:
+                            problems.append(f"{rel}: link to missing anchor {href}")
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.goto(urljoin(base, "index.html"), wait_until="load")
+                page.screenshot(path=str(screenshot), full_page=False)
+            browser.close()
+    finally:
+        server.shutdown()
+    if problems:
+        raise BrowserCheckError(f"{len(problems)} problem(s) in the built book: " + "; ".join(problems[:20]))
+    return stats

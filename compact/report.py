@@ -1,0 +1,194 @@
+r"""The pipeline's results stage: the tables and figures the book shows, from one registry of runs.
+
+Input: the registry the pipeline assembles (runs, merges, their evaluation folders and metrics). Output,
+under ``<results>/``, each with provenance (:mod:`compact.results`):
+
+* ``main/main_table``: every method, per-task strict accuracy, the in-distribution (ID) and
+  out-of-distribution (OOD) averages as mean $\pm$ std over seeds, and a 95% bootstrap interval over
+  questions of the seed-averaged accuracy;
+* ``main/comparisons``: COMPACT minus each other method, paired by question (seed-averaged correctness per
+  question, then a bootstrap over questions), for ID and OOD accuracy;
+* ``main/ablations``: COMPACT, its variants and ablations side by side;
+* ``forgetting/*``, ``latent/*``, ``validation/*``, ``dynamics/*``: the analyses of :mod:`compact.analysis`.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .log import get_logger
+from .paths import resolve
+from .stats import bootstrap_ci, mean_std
+
+log = get_logger("report")
+
+MAIN_REF = "compact"  # the run name COMPACT (reference mode) has in every profile
+
+
+def _models(registry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every evaluated model: id -> {name, seed, group, label, method}."""
+    out = {"base": {"name": "base", "seed": 0, "group": "base", "label": "Base student (no distillation)",
+                    "method": "none"}}
+    out.update({k: dict(v) for k, v in registry.get("runs", {}).items()})
+    out.update({k: dict(v) for k, v in registry.get("merges", {}).items()})
+    return out
+
+
+def _samples(registry: Mapping[str, Any], mid: str) -> list[dict[str, Any]]:
+    from .evaluation import EvalResult
+
+    rows = []
+    for d in registry["evals"][mid]["dirs"]:
+        rows += EvalResult.read(resolve(d)).samples
+    return rows
+
+
+def _per_question(registry, mids: Sequence[str], tasks: Sequence[str]) -> dict[str, float]:
+    """Seed-averaged correctness per question id over the given tasks."""
+    acc: dict[str, list[float]] = {}
+    tasks = set(tasks)
+    for mid in mids:
+        for s in _samples(registry, mid):
+            if s["task"] in tasks:
+                acc.setdefault(f"{s['task']}/{s['id']}", []).append(float(s["correct_strict"]))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def _task_acc(metrics: Mapping[str, Any], tasks: Sequence[str]) -> float:
+    vals = [metrics[t]["strict"] for t in tasks if t in metrics]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def main_tables(registry: Mapping[str, Any], *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, list[dict]]:
+    """The main table, the paired comparisons with COMPACT and the ablation table."""
+    id_tasks, ood_tasks = registry["tasks"]["id"], registry["tasks"]["ood"]
+    models = _models(registry)
+    by_name: dict[str, list[str]] = {}
+    for mid, m in models.items():
+        by_name.setdefault(m["name"], []).append(mid)
+    rows = []
+    for name, mids in by_name.items():
+        m0 = models[mids[0]]
+        metrics = [registry["evals"][mid]["metrics"] for mid in mids]
+        row: dict[str, Any] = {"method": m0["label"], "name": name, "group": m0["group"], "seeds": len(mids)}
+        for t in [*id_tasks, *ood_tasks]:
+            row[t] = float(np.mean([m[t]["strict"] for m in metrics if t in m])) if any(t in m for m in metrics) \
+                else math.nan
+        for part, tasks in (("id", id_tasks), ("ood", ood_tasks)):
+            mean, std = mean_std(_task_acc(m, tasks) for m in metrics)
+            per_q = _per_question(registry, mids, tasks)
+            iv = bootstrap_ci(list(per_q.values()), n_resamples=n_bootstrap, seed=seed)
+            row[f"{part}_mean"], row[f"{part}_std"] = mean, std
+            row[f"{part}_ci_low"], row[f"{part}_ci_high"] = iv.low, iv.high
+        row["id_lenient"] = float(np.mean([np.mean([m[t]["lenient"] for t in id_tasks if t in m]) for m in metrics]))
+        rows.append(row)
+    order = {"base": 0, "main": 1, "variant": 2, "baseline": 3, "ablation": 4}
+    rows.sort(key=lambda r: (order.get(r["group"], 9), -r["id_mean"] if not math.isnan(r["id_mean"]) else 0))
+
+    comparisons = []
+    if MAIN_REF in by_name:
+        ref = by_name[MAIN_REF]
+        for part, tasks in (("id", id_tasks), ("ood", ood_tasks)):
+            ref_q = _per_question(registry, ref, tasks)
+            for name, mids in by_name.items():
+                if name == MAIN_REF:
+                    continue
+                other = _per_question(registry, mids, tasks)
+                common = sorted(set(ref_q) & set(other))
+                diffs = [ref_q[k] - other[k] for k in common]
+                iv = bootstrap_ci(diffs, n_resamples=n_bootstrap, seed=seed)
+                comparisons.append({
+                    "split": part.upper(), "versus": models[mids[0]]["label"], "group": models[mids[0]]["group"],
+                    "n_questions": len(common), "compact_minus_other": iv.estimate,
+                    "ci_low": iv.low, "ci_high": iv.high,
+                    "verdict": ("COMPACT better" if iv.low > 0 else "COMPACT worse" if iv.high < 0
+                                else "no significant difference"),
+                })
+    ablations = [r for r in rows if r["group"] in ("main", "variant", "ablation")]
+    return {"main_table": rows, "comparisons": comparisons, "ablations": ablations}
+
+
+def plot_main(rows: Sequence[Mapping[str, Any]]):
+    """Grouped bars: ID and OOD accuracy per method with the seed std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["method"] for r in rows]
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.2))
+    h = 0.38
+    ax.barh(y - h / 2, [100 * r["id_mean"] for r in rows], h, xerr=[100 * r["id_std"] for r in rows],
+            color="#4c72b0", label="in distribution (arith, variation, symbolic)")
+    ax.barh(y + h / 2, [100 * r["ood_mean"] for r in rows], h, xerr=[100 * r["ood_std"] for r in rows],
+            color="#dd8452", label="out of distribution (mcq, yesno)")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("strict accuracy (%), mean over seeds; bars: std")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_bootstrap: int = 1000) -> dict[str, Any]:
+    """Write every table and figure of the results stage under ``results``."""
+    import matplotlib.pyplot as plt
+
+    from .analysis import AnalyzeConfig, analyze
+    from .results import save_figure, write_table
+
+    prov = {"pipeline_keys": registry.get("keys", {}), "profile": registry.get("profile")}
+    written: dict[str, Any] = {}
+    tables = main_tables(registry, n_bootstrap=n_bootstrap)
+    for name, rows in tables.items():
+        written[f"main/{name}"] = write_table(f"main/{name}", rows, prov, root=results)
+    fig = plot_main(tables["main_table"])
+    written["main/accuracy"] = save_figure(fig, "main/accuracy", prov, root=results)
+    plt.close(fig)
+
+    models = _models(registry)
+    seed0 = {mid: m for mid, m in models.items() if m.get("seed", 0) == min(
+        x.get("seed", 0) for x in models.values() if x["name"] == m["name"])}
+    label = {mid: m["name"] for mid, m in seed0.items()}
+    world_cfg = registry["config"].get("world") or ""
+    common = dict(results_root=str(results), n_bootstrap=n_bootstrap, world=world_cfg or "configs/world/default.yaml")
+
+    # forgetting: OOD (and ID) accuracy before and after, per method (first seed)
+    evals = {label[mid]: registry["evals"][mid]["dirs"][0] for mid in seed0 if mid != "base"}
+    written.update(analyze(AnalyzeConfig(analysis="forgetting", name="forgetting", base_eval=registry["evals"]["base"]["dirs"][0],
+                                         evals=evals, tasks=list(registry["tasks"]["ood"]), **common)))
+    # latent space: OOD representations, PCA fitted on the base student
+    paths = {**registry.get("runs", {}), **registry.get("merges", {})}
+    if world_cfg:
+        latent_models = {label[mid]: paths[mid]["path"] for mid in seed0 if mid != "base"}
+        written.update(analyze(AnalyzeConfig(analysis="latent", name="latent", models=latent_models,
+                                             tasks=list(registry["tasks"]["ood"]), **common)))
+    # weight dynamics of the COMPACT-family runs (alpha.jsonl)
+    dyn = {label[mid]: paths[mid]["path"] for mid in seed0
+           if mid in registry.get("runs", {}) and models[mid]["method"] == "compact"}
+    if dyn:
+        written.update(analyze(AnalyzeConfig(analysis="dynamics", name="dynamics", runs=dyn, **common)))
+    # metric validation: score the labelled rationale store with the base student
+    if runner is not None and world_cfg:
+        scores_dir = _score_store(registry, runner)
+        if scores_dir is not None:
+            written.update(analyze(AnalyzeConfig(analysis="validation", name="validation", scores=str(scores_dir),
+                                                 **common)))
+    log.info("results stage wrote %d artifacts under %s", len(written), results)
+    return written
+
+
+def _score_store(registry: Mapping[str, Any], runner) -> Path | None:
+    """Score the store's dev rationales with the base student (alpha, raw scores, HSIC) for validation."""
+    try:
+        from .scoring import ScoreConfig, score
+    except ImportError:  # pragma: no cover - scoring is part of the package
+        return None
+    cfg = ScoreConfig(model=str(runner.base_model()), store=str(runner.store()), split="dev", hsic=True,
+                      world=registry["config"]["world"])
+    return score(cfg)

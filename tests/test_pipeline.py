@@ -1,0 +1,115 @@
+"""The pipeline: profiles resolve, keys are stable, failures publish nothing, the smoke DAG builds the book."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from compact import pipeline as P
+from compact.errors import ConfigError
+from compact.paths import repo_root
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default"])
+def test_profile_plans(profile):
+    cfg = P.load_pipeline(profile)
+    plan = P.make_plan(cfg)
+    assert plan.runs and set(plan.keys) >= {"world", "generate", "runs", "merges", "eval", "results", "notebooks"}
+    assert P.make_plan(P.load_pipeline(profile)).keys == plan.keys  # deterministic
+    for mid, m in plan.merges.items():
+        assert all(x in plan.runs for x in m["members"])
+    # every run of the grid trains on the profile's world and store
+    for tcfg in plan.runs.values():
+        assert tcfg.data.world == cfg.world and tcfg.data.generate == cfg.generate
+
+
+def test_default_grid_covers_the_issue():
+    plan = P.make_plan(P.load_pipeline("default"))
+    names = {m["name"] for m in plan.run_meta.values()}
+    assert {"compact", "uniform", "mcckd", "compact-variants", "no-consensus", "no-mi", "no-difficulty",
+            "no-consistency"} <= names
+    assert sum(1 for n in names if n.startswith("single-")) == 4
+    seeds = {n: sum(1 for m in plan.run_meta.values() if m["name"] == n) for n in ("compact", "uniform")}
+    assert seeds == {"compact": 3, "uniform": 3}
+    assert {m["spec"]["method"] for m in plan.merges.values()} == {"average", "ties"}
+
+
+def test_override_changes_only_what_it_touches():
+    a = P.make_plan(P.load_pipeline("smoke"))
+    b = P.make_plan(P.load_pipeline("smoke", ["eval_overrides=[data.limit=8]"]))
+    assert a.keys["runs"] == b.keys["runs"] and a.keys["eval"] != b.keys["eval"]
+
+
+def test_bad_profile_and_keys():
+    with pytest.raises(ConfigError, match="unknown pipeline profile 'nope'"):
+        P.load_pipeline("nope")
+    with pytest.raises(ConfigError, match="unknown config key 'workerz'"):
+        P.load_pipeline("smoke", ["workerz=3"])
+    with pytest.raises(ConfigError, match="merge 'm' names unknown runs"):
+        P.load_pipeline("smoke", ["merges=[{name: m, runs: [ghost]}]"])
+
+
+def test_cli_error_is_one_line():
+    out = subprocess.run([sys.executable, "-m", "compact.cli", "pipeline", "--profile", "nope"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: unknown pipeline profile") and "Traceback" not in out.stderr
+
+
+def test_failed_notebook_is_not_published(tmp_path):
+    from compact.notebooks import NotebookError, execute
+
+    src = tmp_path / "99_broken.py"
+    src.write_text('# %% [markdown]\n# # Broken\n\n# %% tags=["parameters"]\nx = 1\n\n# %%\nraise RuntimeError("boom")\n')
+    out = tmp_path / "published" / "99_broken.ipynb"
+    with pytest.raises(NotebookError, match="99_broken.py failed"):
+        execute(src, out, parameters={"x": 2}, timeout=120, cwd=tmp_path)
+    assert not out.exists()
+    assert not list((tmp_path / "published").glob("*"))
+
+
+def test_committed_results_are_fresh():
+    """results/ must come from the current default configs and notebooks (re-run `make reproduce` if not)."""
+    plan = P.make_plan(P.load_pipeline("default"))
+    reg = P.read_registry(plan.cfg.results)
+    assert reg, "results/pipeline.json is missing: run `make book` and commit results/"
+    stale = P.stale_report(plan)
+    assert not stale["results"], "results/ tables are stale against configs/ (run `make reproduce`)"
+    assert not stale["notebooks"], f"executed notebooks are stale: {stale['notebooks']} (run `make book`)"
+
+
+@pytest.fixture(scope="session")
+def smoke_book():
+    """Run the smoke pipeline with the book once per session (the real CLI, as `make smoke` does)."""
+    env = dict(os.environ, COMPACT_QUIET="1")
+    proc = subprocess.run([sys.executable, "-m", "compact.cli", "pipeline", "--profile", "smoke", "--book",
+                           "--log-level", "WARNING"], cwd=repo_root(), capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_produces_results(smoke_book):
+    cfg = P.load_pipeline("smoke")
+    results = P.make_plan(cfg).results
+    reg = P.read_registry(results)
+    assert set(reg["evals"]) >= {"base", "compact-s0", "uniform-s0", "direct-avg-s0", "ties-s0"}
+    for name in ("main/main_table", "main/comparisons", "forgetting/forgetting", "latent/pca_shift"):
+        assert (results / "tables" / f"{name}.csv").is_file(), name
+    assert not P.stale_report(P.make_plan(cfg))["notebooks"]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_smoke_book_in_headless_chromium(smoke_book):
+    from compact.browser import check_site, chromium_path
+    from compact.paths import resolve
+
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (make test installs Debian's chromium when run as root)")
+    html = resolve(P.load_pipeline("smoke").html)
+    shot = resolve("artifacts/smoke/screenshot.png")
+    stats = check_site(html, shot)
+    assert stats["pages"] >= 14 and stats["images"] >= 5 and stats["links"] > 50
+    assert shot.is_file() and shot.stat().st_size > 10_000
