@@ -15,17 +15,34 @@ CHAT_TEMPLATE = (
 SPECIALS = ["<pad>", "<eos>", "<|im_start|>", "<|im_end|>"]
 
 
-def tiny_tokenizer(chat_template: bool = True) -> Any:
-    """A byte-level BPE tokenizer (256 byte tokens + 4 specials, no merges) as ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def tiny_tokenizer(chat_template: bool = True, vocab_size: int = 0) -> Any:
+    """A byte-level BPE tokenizer as ``PreTrainedTokenizerFast`` (specials + 256 bytes).
+
+    ``vocab_size=0``: no merges (every byte a token). A larger ``vocab_size`` trains merges on the prompt
+    template and a few arithmetic sentences, so prompts tokenize about as compactly as with a real
+    tokenizer (the generation benchmark uses this: byte-level prompts would make prefill dominate).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
-    for ch in sorted(alphabet):
-        vocab[ch] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if vocab_size:
+        from .prompts import INSTRUCTIONS, SYSTEM_PROMPT, USER_TEMPLATE
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        corpus = [SYSTEM_PROMPT, USER_TEMPLATE, *INSTRUCTIONS.values(), CHAT_TEMPLATE] * 20
+        corpus += [f"Tom has {i} apples and buys {i % 7 + 2} more. How many now? The answer is {i}."
+                   for i in range(200)]
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=alphabet,
+                                      show_progress=False)
+        tok.train_from_iterator(corpus, trainer)
+    else:
+        vocab = {t: i for i, t in enumerate(SPECIALS)}
+        for ch in sorted(alphabet):
+            vocab[ch] = len(vocab)
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIALS)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
