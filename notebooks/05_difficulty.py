@@ -1,0 +1,172 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python (compact)
+#     language: python
+#     name: compact
+# ---
+
+# %% [markdown]
+# # Loss-based difficulty
+
+# %% [markdown]
+# The third score is the simplest: how surprising is rationale $k$ to the student? It is the mean token
+# cross-entropy over the assistant tokens (shifted labels; the prompt and the padding are not labels):
+#
+# $$L_k = \frac{1}{|T_k|}\sum_{t \in T_k} -\log \operatorname{softmax}(z_{k,t-1})[x_{k,t}],\qquad
+# T_k = \{t : s_k \le t \le e_k\},$$
+#
+# with $s_k$ the first assistant token and $e_k$ the last non-pad token. The same $L_k$ is branch $k$'s
+# training loss; detached, it enters the fused score with a minus sign (a rationale the student finds hard
+# gets less weight, [chapter 6](06_fusion_objective.ipynb)). Does "hard for the student" mean "wrong"?
+
+# %% tags=["parameters"]
+profile = "smoke"
+results = "artifacts/smoke/results"
+world_config = "configs/world/smoke.yaml"
+generate_config = "configs/generate/smoke.yaml"
+max_length = 512
+batch_questions = 8
+seed = 0
+
+# %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
+import datasets
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import transformers
+
+datasets.disable_progress_bars()
+transformers.utils.logging.disable_progress_bar()
+
+from compact.analysis.validation import auc
+from compact.config import load
+from compact.difficulty import IGNORE_INDEX, branch_loss, shifted_labels
+from compact.log import seed_everything
+from compact.paths import resolve
+from compact.teachers.generate import GenerateConfig, generate_store
+from compact.teachers.view import build_instances
+from compact.trainer.batching import collate, encode_instances
+from compact.world.build import WorldConfig, build_world
+from compact.world.tokenizer import thinking_token_ids
+
+seed_everything(seed)
+torch.set_grad_enabled(False)
+world = build_world(load(WorldConfig, resolve(world_config)))
+gen_cfg = load(GenerateConfig, resolve(generate_config))
+store = generate_store(gen_cfg)
+teachers = [t.name for t in gen_cfg.teachers]
+tok, student = world.tokenizer, world.load_student()
+think = thinking_token_ids(tok)
+dev = [i for key in ("arith-dev", "variation-dev", "symbolic-dev") for i in build_instances(store, key, teachers)]
+
+# %% [markdown]
+# ## The labels, and the loss by hand
+
+# %%
+qs, _ = encode_instances(dev[:1], tok, teachers=teachers, max_length=max_length)
+batch = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
+z = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (K, L, V)
+y = shifted_labels(batch.input_ids, batch.attention_mask, batch.assistant_start)  # (K, L): y[:, t] = x[:, t+1]
+k = 0
+first = int((y[k] != IGNORE_INDEX).nonzero()[0])
+print("prompt ends with:", repr(tok.decode(batch.input_ids[k, first - 4:first + 1])),
+      "| first label:", repr(tok.decode([int(y[k, first])])), f"(predicted at position {first})")
+ce = F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1), ignore_index=IGNORE_INDEX,
+                     reduction="none").view(y.shape)  # (K, L)
+L_hand = ce.sum(1) / (y != IGNORE_INDEX).sum(1)  # (K,)
+L_pkg = branch_loss(z, batch.input_ids, batch.attention_mask, batch.assistant_start)
+assert torch.allclose(L_hand, L_pkg, atol=1e-5)
+print("L_k =", {t: round(float(v), 3) for t, v in zip(dev[0].teachers, L_pkg)}, "(matches compact.difficulty.branch_loss)")
+
+# %% [markdown]
+# ## Which tokens are hard?
+#
+# Per-token cross-entropy along one branch: digits (the arithmetic itself) against the words around them.
+
+# %%
+valid = y[k] != IGNORE_INDEX
+pos = valid.nonzero().squeeze(1)
+toks = [tok.decode([int(y[k, p])]) for p in pos]
+digit = np.array([t.strip().isdigit() for t in toks])
+fig, ax = plt.subplots(figsize=(13, 3))
+ax.bar(np.arange(len(pos)), ce[k, pos].numpy(), color=np.where(digit, "C3", "C0"), width=1.0)
+ax.set(xlabel="assistant token", ylabel="cross-entropy (nats)",
+       title=f"{dev[0].teachers[k]}: per-token loss (red: digits), L_k = {float(L_pkg[k]):.2f}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Difficulty versus correctness, over the dev set
+
+# %%
+rows = []
+for s in range(0, len(dev), batch_questions):
+    chunk = dev[s:s + batch_questions]
+    qs, _ = encode_instances(chunk, tok, teachers=teachers, max_length=max_length)
+    b = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
+    losses = branch_loss(student(input_ids=b.input_ids, attention_mask=b.attention_mask).logits,
+                         b.input_ids, b.attention_mask, b.assistant_start)
+    n_tok = (shifted_labels(b.input_ids, b.attention_mask, b.assistant_start) != IGNORE_INDEX).sum(1)
+    for (inst, kk), loss, n in zip([(i, kk) for i in chunk for kk in range(len(i.teachers))], losses.tolist(),
+                                   n_tok.tolist()):
+        rows.append({"id": inst.id, "teacher": inst.teachers[kk], "L": loss, "tokens": n,
+                     "correct": inst.labels[kk]["final_correct"], "steps_correct": inst.labels[kk]["steps_correct"]})
+df = pd.DataFrame(rows)
+# within a question, what matters for alpha is the z-score: rank each branch against its own question
+df["L z-score"] = df.groupby("id").L.transform(lambda v: (v - v.mean()) / (v.std() + 1e-4))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+for ax, col in zip(axes[:2], ("L", "L z-score")):
+    data = [df[df.correct][col], df[~df.correct][col]]
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks([1, 2], ["correct", "wrong"])
+    rng = np.random.default_rng(seed)
+    for x, d in enumerate(data, start=1):
+        ax.scatter(x + rng.uniform(-0.12, 0.12, len(d)), d, s=8, alpha=0.5, color="tab:green" if x == 1 else "tab:red")
+    ax.set(ylabel=col, title=f"{col} by correctness")
+for i, t in enumerate(teachers):
+    sub = df[df.teacher == t]
+    axes[2].scatter(sub.tokens, sub.L, s=10, label=t, color=f"C{i}")
+axes[2].set(xlabel="assistant tokens", ylabel="$L_k$", title="Difficulty is mostly style")
+axes[2].legend(fontsize=7)
+fig.tight_layout()
+plt.show()
+per_teacher = df.groupby("teacher")[["L", "tokens", "correct"]].mean().reindex(teachers).round(3)
+per_teacher
+
+# %% [markdown]
+# ## What we saw
+
+# %%
+a_raw = auc((-df.L).tolist(), df.correct.tolist())  # -L: lower loss should mean correct
+a_z = auc((-df["L z-score"]).tolist(), df.correct.tolist())
+easiest, hardest = per_teacher.L.idxmin(), per_teacher.L.idxmax()
+print(f"AUC of -L_k for 'correct' over {len(df)} dev branches ({int((~df.correct).sum())} wrong): {a_raw:.3f}; "
+      f"of the within-question z-score: {a_z:.3f} (0.5 = chance).")
+print(f"Easiest teacher for this student: {easiest} (mean L {per_teacher.loc[easiest, 'L']:.2f}); hardest: "
+      f"{hardest} ({per_teacher.loc[hardest, 'L']:.2f}). The spread between teachers is "
+      f"{per_teacher.L.max() - per_teacher.L.min():.2f} nats, against "
+      f"{abs(df[df.correct].L.mean() - df[~df.correct].L.mean()):.3f} between correct and wrong rationales.")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Set `world_config = "configs/world/default.yaml"`: does a better-pretrained student find wrong arithmetic
+#    more surprising (AUC further from 0.5)?
+# 2. In the per-token plot, set `k = 3` (the over-thinker): where are its hard tokens?
+# 3. Restrict the AUC to one teacher (`df[df.teacher == "sim-llama-instruct"]`): within one style, does
+#    difficulty detect slips better?
+# 4. Why does a minus sign in front of $\beta_3 z(L)$ make sense for a good rationale, and when would it
+#    push away the most *informative* rationale?
