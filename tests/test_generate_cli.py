@@ -79,6 +79,9 @@ def test_overrides_and_default_root(tmp_path, monkeypatch):
     root = G.generate_store(cfg)
     assert root.parent == tmp_path / "art" / "rationales"
     assert len(RationaleStore(root).load("arith-train", "sim-qwen-instruct")) == 5
+    assert G.store_root(cfg) == root
+    write_jsonl(arith_examples(40, seed=5, prefix="t"), tmp_path / "train.jsonl")  # edited inputs: new store
+    assert G.store_root(cfg) != root
 
 
 def test_benchmark_inputs_with_injected_teacher(tmp_path):

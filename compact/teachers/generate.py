@@ -7,7 +7,8 @@
 
 The config names the questions (``inputs``: the embedded world's tasks and splits, real benchmark
 adapters, or record files) and the teachers (``backend: simulated | hf | vllm`` with a name, model id,
-revision and sampling parameters). The store lands in ``artifacts/rationales/<config hash>/`` (see
+revision and sampling parameters). The store lands in ``artifacts/rationales/<hash>/``, the hash covering
+the config and its inputs (world config hash, local files' contents; see
 :mod:`compact.teachers.store`); a rerun resumes an interrupted generation and regenerates nothing that
 is complete. Prints the store path and a table: per key and teacher, accuracy, parse rate, the simulated
 steps-correct rate, and how often the teachers' final answers disagree.
@@ -118,11 +119,33 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: list[str] |
     return C.load(GenerateConfig, path, overrides)
 
 
+def inputs_identity(inputs: InputsConfig) -> dict[str, Any]:
+    """What the questions depend on beyond the config text: the world config's hash, local files' hashes."""
+    import hashlib
+
+    def file_hash(path: str) -> str:
+        p = resolve(path)
+        if not p.is_file():
+            return "missing"
+        return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+
+    if inputs.kind == "world":
+        from ..world.build import load_config as load_world_config
+
+        return {"world": C.config_hash(load_world_config(inputs.world))}
+    if inputs.kind == "records":
+        return {k: file_hash(v) for k, v in sorted(inputs.records.items())}
+    return {f"{b.name}-{b.resolved_split}": file_hash(b.path) if b.path and resolve(b.path).is_file() else b.path
+            for b in inputs.benchmarks}
+
+
 def store_root(cfg: GenerateConfig) -> Path:
-    """Where ``cfg``'s store lives: ``cfg.root`` or ``artifacts/rationales/<config hash>``."""
+    """Where ``cfg``'s store lives: ``cfg.root``, else ``artifacts/rationales/<hash>`` where the hash covers
+    the config and :func:`inputs_identity` (a rebuilt world or an edited records file gets a new store)."""
     if cfg.root:
         return resolve(cfg.root)
-    return artifacts_dir() / "rationales" / C.config_hash(dataclasses.replace(cfg, root=""))
+    key = {"generate": C.to_dict(dataclasses.replace(cfg, root="")), "inputs": inputs_identity(cfg.inputs)}
+    return artifacts_dir() / "rationales" / C.config_hash(key)
 
 
 def load_inputs(inputs: InputsConfig) -> dict[str, list[Example]]:
@@ -240,4 +263,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["GenerateConfig", "TeacherSpec", "InputsConfig", "generate_store", "load_config", "load_inputs",
+           "inputs_identity",
            "make_teacher", "store_root", "summary_table"]
