@@ -47,9 +47,14 @@ seed = 0
 
 # %%
 import json
+import warnings
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
 import matplotlib.pyplot as plt
 import pandas as pd
+import transformers
+
+transformers.utils.logging.disable_progress_bar()
 
 from compact.config import load
 from compact.log import seed_everything
@@ -155,7 +160,7 @@ ood_acc = {t: acc[t] for t in world.ood_tasks if t in acc}
 print(f"The {profile} world has {sum(sizes['train'])} training questions over {len(sizes)} tasks and a "
       f"{arch['parameters']:,}-parameter student ({arch['query heads']} query heads sharing "
       f"{arch['key/value heads']} key/value heads).")
-print(f"Pretraining took the loss from {first:.2f} to {last:.2f} nats in {len(steps) and steps[-1]} steps.")
+print(f"Pretraining took the loss from {first:.2f} to {last:.2f} nats in {summary['pretrain']['steps']} steps.")
 print("Base dev accuracy, in-distribution:", {k: round(v, 2) for k, v in id_acc.items()},
       "| out-of-distribution:", {k: round(v, 2) for k, v in ood_acc.items()})
 print("The student starts with little in-distribution skill: the rationales of the teachers are what it "
