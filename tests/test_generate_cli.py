@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import pytest
+from test_store import Scripted, tree_digest
+from test_teachers import arith_examples
 
 from compact.cli import main
 from compact.data.records import write_jsonl
@@ -11,8 +13,6 @@ from compact.errors import DataError
 from compact.paths import configs_dir
 from compact.teachers import generate as G
 from compact.teachers.store import RationaleStore
-from test_store import Scripted, tree_digest
-from test_teachers import arith_examples
 
 
 def _config(tmp_path, **extra):

@@ -10,14 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_teachers import arith_examples
 
 from compact.errors import ArtifactError, ConfigError, DataError
 from compact.teachers.base import Generation, SamplingParams
 from compact.teachers.simulated import SimulatedTeacher
 from compact.teachers.store import ROW_COLUMNS, RationaleStore
-from compact.teachers.view import (build_instances, disagreement, instances_from_dataset, instances_to_dataset,
-                                   summarize)
-from test_teachers import arith_examples
+from compact.teachers.view import build_instances, disagreement, instances_from_dataset, instances_to_dataset, summarize
 
 P = SamplingParams()
 KEY = "arith-train"

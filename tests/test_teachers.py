@@ -38,7 +38,7 @@ def ood_examples(n: int, kind: str) -> list[Example]:
     out = []
     for i in range(n):
         if kind == "mcq":
-            out.append(Example(id=f"m{i}", question=f"Which is a bird?\nAnswer choices: (A) robin (B) cat (C) dog "
+            out.append(Example(id=f"m{i}", question="Which is a bird?\nAnswer choices: (A) robin (B) cat (C) dog "
                                "(D) cow (E) fish", answer="ABCDE"[i % 5], answer_type="choice", source="world",
                                choices=("robin", "cat", "dog", "cow", "fish"),
                                meta={"task": "mcq", "facts": ["A robin is a bird."]}))

@@ -267,7 +267,7 @@ def _eq(s: _Step, wrong: bool = False) -> str:
 
 def _check(s: _Step) -> str:
     """A reflective check of a step by its inverse operation."""
-    a, b = s.args
+    b = s.args[1]
     v = s.value
     if s.op == "+":
         return f"{_fmt(v)} - {_fmt(b)} = {_fmt(v - b)}"
