@@ -46,7 +46,7 @@ def test_special_tokens_and_padding(tok):
 
 def test_chat_template_generation_prompt_is_a_token_prefix(tok):
     user = {"role": "user", "content": "How many apples does Tom have now?"}
-    for answer in ("First, 12 + 7 = 19.\nThe answer is 19.", " So 5.", "\nHmm, 3."):
+    for answer in ("First, 12 + 7 = 19.\nThe answer is 19.", " So 5.", "Hmm,\n\n3.", "(A) robin"):
         prompt = tok.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
         full = tok.apply_chat_template([user, {"role": "assistant", "content": answer}], tokenize=False)
         assert prompt.endswith("<|assistant|>\n")

@@ -106,9 +106,10 @@ class CorpusConfig:
     facts_per_doc: int = 6  # sentences per arithmetic / knowledge-base document
     kb_repeats: int = 12  # shuffled copies of the knowledge base
     ood_repeats: int = 1  # copies of the chat-formatted OOD train questions
+    ood_extra: int = 8000  # further OOD questions (new compositions; never a dev/test question)
 
     def validate(self) -> None:
-        for name in ("stories", "arith_docs", "kb_repeats", "ood_repeats"):
+        for name in ("stories", "arith_docs", "kb_repeats", "ood_repeats", "ood_extra"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.facts_per_doc < 1:
@@ -327,7 +328,8 @@ def _build_into(out: Path, cfg: WorldConfig) -> dict[str, Any]:
     # 3. base corpus and pretraining
     t0 = time.perf_counter()
     ood_train = data["mcq"]["train"] + data["yesno"]["train"]
-    docs = S.base_corpus(cfg.corpus, cfg.tasks, ood_train, tok, cfg.seed)
+    held_out = {e.question for t in T.OOD_TASKS for s in ("dev", "test") for e in data[t][s]}
+    docs = S.base_corpus(cfg.corpus, cfg.tasks, ood_train, tok, cfg.seed, exclude=held_out)
     (out / "corpus_sample.txt").write_text("\n\n".join(docs[:60]) + "\n")
     blocks = S.pack_blocks(docs, tok, cfg.student.block_size, random.Random(T.task_seed(cfg.seed, "blocks", "corpus")))
     summary["corpus"] = {"documents": len(docs), "blocks": len(blocks), "tokens": sum(len(b) for b in blocks)}

@@ -99,8 +99,33 @@ def chat_text(tokenizer, question: str, answer: str) -> str:
         tokenize=False)
 
 
-def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int) -> list[str]:
-    """The pretraining documents (plain texts end with the eos token; chat texts already do)."""
+def extra_ood_questions(n: int, seed: int, exclude: set[str]) -> list[tuple[str, str]]:
+    """``n`` fresh OOD questions (half mcq, half yes/no) over the same facts, none in ``exclude``.
+
+    The train split alone is too few examples for a tiny model to learn to pick a choice letter; these
+    new compositions teach the skill without ever showing a dev or test question.
+    """
+    out: list[tuple[str, str]] = []
+    for i, task in enumerate(T.OOD_TASKS):
+        rng = random.Random(T.task_seed(seed, task, "corpus-ood"))
+        want = n // 2 + (n % 2 if i == 0 else 0)
+        got = 0
+        for _ in range(50 * want + 100):
+            if got >= want:
+                break
+            row = T._GENERATORS[task](rng, None)
+            if row is None or row[0] in exclude:
+                continue
+            out.append((row[0], row[1]))
+            got += 1
+    return out
+
+
+def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int, exclude: set[str] = frozenset()) -> list[str]:
+    """The pretraining documents (plain texts end with the eos token; chat texts already do).
+
+    ``exclude``: question texts never to put in the corpus (the OOD dev and test questions).
+    """
     rng = random.Random(T.task_seed(seed, "corpus", "corpus"))
     eos = tokenizer.eos_token
     docs: list[str] = []
@@ -118,6 +143,7 @@ def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int) -> list[s
             docs.append(" ".join(order[i:i + ccfg.facts_per_doc]) + eos)
     for _ in range(ccfg.ood_repeats):
         docs += [chat_text(tokenizer, e.question, e.answer) for e in ood_train]
+    docs += [chat_text(tokenizer, q, a) for q, a in extra_ood_questions(ccfg.ood_extra, seed, set(exclude))]
     rng.shuffle(docs)
     return docs
 

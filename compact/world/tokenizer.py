@@ -1,9 +1,13 @@
 """The world tokenizer (byte-level BPE, digits split, chat template) and METHOD's thinking tokens.
 
-The world tokenizer is trained offline with ``tokenizers`` on the world's own text, so numbers are
-spelled digit by digit (``pre_tokenizers.Digits(individual_digits=True)``) and byte-level BPE gives an
-exact decode round trip. It is wrapped as a ``PreTrainedTokenizerFast`` with a chat template, so the
-tiny student goes through the same chat-formatting code as a real model:
+The world tokenizer is trained offline with ``tokenizers`` on the world's own text. Its pipeline is
+exactly Qwen2's (NFC, the Qwen2 split regex, byte-level BPE), because ``AutoTokenizer`` loads any
+folder whose ``config.json`` says ``qwen2`` as ``Qwen2Tokenizer``, which rebuilds that pipeline around
+the saved vocabulary: with the same pipeline both loaders encode identically. The regex's ``\p{N}``
+isolates every digit (numbers are spelled digit by digit, as ``Digits(individual_digits=True)`` would),
+and byte-level BPE decodes exactly (for NFC text, which all world text is). It is wrapped as a
+``PreTrainedTokenizerFast`` with a chat template, so the tiny student goes through the same
+chat-formatting code as a real model:
 
     <|user|>\\n{question}<|end|>\\n<|assistant|>\\n{rationale}<|end|>\\n
 
@@ -23,7 +27,13 @@ THINKING_WORDS: tuple[str, ...] = (
 )
 
 PAD, USER, ASSISTANT, END = "<|pad|>", "<|user|>", "<|assistant|>", "<|end|>"
-SPECIAL_TOKENS: tuple[str, ...] = (PAD, USER, ASSISTANT, END)
+# Qwen2Tokenizer declares <|endoftext|> its unknown token and adds it when missing (growing the vocab
+# past the model's embedding): the world vocabulary holds it (never produced by the BPE: bytes cover all).
+UNK = "<|endoftext|>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD, USER, ASSISTANT, END, UNK)
+# transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX (Qwen2 / Qwen2.5)
+QWEN2_SPLIT_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                     r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
 
 # `apply_chat_template([user], add_generation_prompt=True)` is a token prefix of the same call with the
 # assistant turn appended: the trainers find the assistant start that way.
@@ -60,14 +70,15 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int
     Every single-word thinking word is appended ``thinking_repeats`` times, bare and after a space, so
     its merges are among the most frequent and it ends up one token both ways (checked by the caller).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
-    # Digits first: numbers become single digits, then GPT-2 byte-level splitting of the rest.
+    tok.normalizer = normalizers.NFC()
+    # Qwen2's split: \p{N} isolates each digit; then byte-level (no second regex).
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -85,7 +96,7 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int
 
     tok.train_from_iterator(stream(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, eos_token=END, additional_special_tokens=[USER, ASSISTANT],
+        tokenizer_object=tok, pad_token=PAD, eos_token=END, unk_token=UNK, additional_special_tokens=[USER, ASSISTANT],
         padding_side="right", model_max_length=model_max_length, clean_up_tokenization_spaces=False,
     )
     fast.chat_template = CHAT_TEMPLATE
@@ -101,5 +112,5 @@ def missing_thinking_words(tokenizer) -> list[str]:
     return out
 
 
-__all__ = ["THINKING_WORDS", "SPECIAL_TOKENS", "CHAT_TEMPLATE", "PAD", "USER", "ASSISTANT", "END",
+__all__ = ["THINKING_WORDS", "SPECIAL_TOKENS", "CHAT_TEMPLATE", "PAD", "USER", "ASSISTANT", "END", "UNK",
            "thinking_token_ids", "train_tokenizer", "missing_thinking_words"]
