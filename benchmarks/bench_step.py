@@ -1,0 +1,103 @@
+"""Trainer step benchmarks (figures for the report; never timed tests).
+
+    .venv/bin/python benchmarks/bench_step.py [--world configs/world/default.yaml] [--repeats 5]
+
+(a) a COMPACT step vs a uniform multi-teacher SFT step on the same batch (target: <= 1.15x);
+(b) B=8 questions per micro-step vs B=1 (the released design) on the world student (target: >= 3x
+    questions per second). Uses the world's student when the world is built (else a same-shaped random Qwen2)
+    and toy instances of world-like length. Ratios are against the baseline measured in the same process.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compact.objective import ObjectiveConfig, compact_objective  # noqa: E402
+from compact.trainer.batching import collate, encode_instances  # noqa: E402
+from compact.trainer.tiny import tiny_student, toy_instances  # noqa: E402
+
+
+def student(world_cfg: str | None):
+    """(model, tokenizer, description): the built world's student, else a random tiny Qwen2."""
+    from compact.train import load_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    if world_cfg:
+        from compact.config import load
+        from compact.provenance import is_complete
+        from compact.world.build import WorldConfig, world_path
+
+        wc = load(WorldConfig, world_cfg)
+        p = world_path(wc)
+        if is_complete(p):
+            sp = p / "student"
+            tp = sp if (sp / "tokenizer_config.json").is_file() else p / "tokenizer"
+            return AutoModelForCausalLM.from_pretrained(str(sp)), load_tokenizer(tp), f"world student {sp}"
+    path = tiny_student(Path(tempfile.mkdtemp()) / "s", hidden=128, layers=4, heads=4, kv_heads=2, intermediate=512)
+    return AutoModelForCausalLM.from_pretrained(str(path)), load_tokenizer(path), "random Qwen2 h128/L4"
+
+
+def _once(model, batches, cfg) -> float:
+    t = time.perf_counter()
+    for b in batches:
+        out = compact_objective(model, b, cfg)
+        (out.loss * b.n_questions).backward()
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - t
+
+
+def compare(model, a, b, repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of two workloads (batches, cfg), interleaved so machine load hits both alike."""
+    _once(model, *a), _once(model, *b)  # warm-up
+    ta, tb = [], []
+    for _ in range(repeats):
+        ta.append(_once(model, *a))
+        tb.append(_once(model, *b))
+    return min(ta), min(tb)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--world", default="configs/world/default.yaml")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--questions", type=int, default=16)
+    # 1 thread: on the shared 2-core machine, 2 threads under load thrash (6x slower measured)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, tok, what = student(args.world)
+    model.train()
+    from compact.world.tokenizer import thinking_token_ids
+
+    teachers = ("t0", "t1", "t2", "t3")
+    insts = toy_instances(args.questions, teachers=teachers)
+    qs, _ = encode_instances(insts, tok, teachers=list(teachers), max_length=512)
+    th = thinking_token_ids(tok)
+    pad = tok.pad_token_id
+    print(f"student: {what}; {len(qs)} questions x K={len(teachers)}; threads {torch.get_num_threads()}")
+
+    full = [collate(qs[i:i + 8], pad_id=pad, thinking_ids=th) for i in range(0, len(qs), 8)]
+    t_uni, t_cmp = compare(model, (full, ObjectiveConfig(weighting="uniform", consistency="none")),
+                           (full, ObjectiveConfig(weighting="compact", consistency="sequence")), args.repeats)
+    print(f"(a) B=8: uniform step {t_uni * 1e3:.1f} ms, COMPACT step {t_cmp * 1e3:.1f} ms, "
+          f"ratio {t_cmp / t_uni:.3f}x (target <= 1.15x)")
+
+    one = [collate([q], pad_id=pad, thinking_ids=th) for q in qs]
+    cfg = ObjectiveConfig()
+    t1, t8 = compare(model, (one, cfg), (full, cfg), args.repeats)
+    qps1, qps8 = len(qs) / t1, len(qs) / t8
+    print(f"(b) COMPACT: B=1 {qps1:.1f} questions/s, B=8 {qps8:.1f} questions/s, speed-up {qps8 / qps1:.2f}x "
+          f"(target >= 3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
