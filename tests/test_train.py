@@ -183,6 +183,7 @@ def test_schedules():
         assert got == pytest.approx(expect), sched
 
 
+@pytest.mark.slow
 def test_cli_trains_from_a_config_file_and_rejects_bad_keys(student, tmp_path):
     data = write_instances_jsonl(toy_instances(8), tmp_path / "inst.jsonl")
     cfg = tmp_path / "run.yaml"
@@ -206,6 +207,7 @@ def test_cli_trains_from_a_config_file_and_rejects_bad_keys(student, tmp_path):
 PAPER = sorted((repo_root() / "configs" / "paper").glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
 def test_paper_configs_run_two_steps_on_a_tiny_student(student, tmp_path, path):
     cfg0 = load(TrainConfig, path)
