@@ -69,7 +69,7 @@ class ObjectiveConfig:
     mi_variant: Literal["reference", "masked_mean"] = "reference"
     gqa_widening: Literal["element", "head_block"] = "element"
     consistency: Literal["sequence", "answer_span", "none"] = "sequence"
-    chunk_tokens: int = 4096  # fast path: (row, position) entries per chunk of V-sized work
+    chunk_tokens: int = 256  # fast path: rows (branches or pairs) x positions per chunk of V-sized work
 
     def validate(self) -> None:
         if len(self.beta) != 3:
@@ -247,10 +247,10 @@ class _FusedCESymKL(torch.autograd.Function):
             picked = lc.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, c)
             ce -= (picked * keep).sum(dim=1)
             if len(pi):
-                d = lc[pi] - lc[pj]  # (P, c, V)
+                d = lc.index_select(0, pi).sub_(lc.index_select(0, pj))  # (P, c, V) l_I - l_J
                 pc = lc.exp()
-                dp = pc[pi] - pc[pj]  # (P, c, V)
-                pair += ((dp * d).sum(dim=-1) * pmask[:, s:e]).sum(dim=1)
+                dp = pc.index_select(0, pi).sub_(pc.index_select(0, pj))  # (P, c, V) p_I - p_J
+                pair += (torch.linalg.vecdot(dp, d) * pmask[:, s:e]).sum(dim=1)
                 del d, dp, pc
             del lc
         ctx.save_for_backward(z, targets, pi, pj, pmask)
@@ -274,20 +274,21 @@ class _FusedCESymKL(torch.autograd.Function):
             y = targets[:, s:e]
             wce = (g_ce[:, None] * (y != IGNORE_INDEX)).unsqueeze(-1)  # (N, c, 1)
             gz = pc * wce  # (N, c, V)
-            gz.scatter_add_(-1, y.clamp(min=0).unsqueeze(-1), -wce)
+            # one-hot part of the CE gradient: N*c scattered entries (index_put_ is far cheaper than scatter_add_)
+            flat = gz.view(-1)
+            rows = torch.arange(y.numel(), device=z.device) * gz.shape[-1]
+            flat.index_put_((rows + y.reshape(-1).clamp(min=0),), -wce.reshape(-1), accumulate=True)
             if len(pi):
                 w = (g_pair[:, None] * pmask[:, s:e]).unsqueeze(-1)  # (P, c, 1)
-                d = lc[pi] - lc[pj]  # (P, c, V)
-                p_i, p_j = pc[pi], pc[pj]
-                kl_ij = (p_i * d).sum(dim=-1, keepdim=True)
-                kl_ji = -(p_j * d).sum(dim=-1, keepdim=True)
+                p_i, p_j = pc.index_select(0, pi), pc.index_select(0, pj)  # (P, c, V)
+                d = lc.index_select(0, pi).sub_(lc.index_select(0, pj))  # (P, c, V) l_I - l_J
+                kl_ij = torch.linalg.vecdot(p_i, d).unsqueeze(-1)  # (P, c, 1)
+                kl_ji = -torch.linalg.vecdot(p_j, d).unsqueeze(-1)
                 dp = p_i - p_j
-                gi = (d - kl_ij).mul_(p_i).add_(dp).mul_(w)
-                gz.index_add_(0, pi, gi)
-                del gi, p_i
-                gj = d.neg_().sub_(kl_ji).mul_(p_j).sub_(dp).mul_(w)
-                gz.index_add_(0, pj, gj)
-                del gj, d, dp, p_j
+                gz.index_add_(0, pi, torch.addcmul(dp, p_i, d - kl_ij).mul_(w))
+                del p_i
+                gz.index_add_(0, pj, torch.addcmul(dp.neg_(), p_j, d.neg_().sub_(kl_ji)).mul_(w))  # symmetric
+                del d, dp, p_j
             grad[:, s:e] = gz.to(grad.dtype)
             del lc, pc, gz
         return grad, None, None, None, None, None
