@@ -83,7 +83,8 @@ class PipelineConfig:
     notebook_parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     notebook_timeout: int = 1800
     workers: int = 2
-    analysis_overrides: list[str] = dataclasses.field(default_factory=list)
+    validation_limit: int = 100                   # dev questions per ID task scored for metric validation
+    latent_limit: int = 200                       # OOD questions per task for the PCA shift
 
     def validate(self) -> None:
         names = [r.name for r in self.runs] + [m.name for m in self.merges]
@@ -189,7 +190,7 @@ def make_plan(cfg: PipelineConfig) -> Plan:
     keys["eval"] = {mid: _h({"eval": eval_probe, "model": k})
                     for mid, k in {"base": keys["world"], **run_keys, **merge_keys}.items()}
     keys["results"] = _h({"eval": keys["eval"], "world": keys["world"], "generate": keys["generate"],
-                          "analysis": cfg.analysis_overrides})
+                          "analysis": [cfg.validation_limit, cfg.latent_limit]})
     nb_params = notebook_parameters(cfg)
     keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"]})
                          for p in selected_notebooks(cfg)}
@@ -242,6 +243,8 @@ def stale_report(plan: Plan) -> dict[str, Any]:
 def _init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ.setdefault("COMPACT_QUIET", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     import torch
 
     torch.set_num_threads(1)
@@ -412,7 +415,9 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
             "config": to_dict(cfg),
         }
         log.info("stage results")
-        runner._timed("results", lambda: report.write_all(registry, results, runner=runner))
+        runner._timed("results", lambda: report.write_all(registry, results, runner=runner,
+                                                          validation_limit=cfg.validation_limit,
+                                                          latent_limit=cfg.latent_limit))
         registry["manifest"] = manifest(cfg, kind="pipeline")
         registry["keys"]["notebooks"] = {}
         write_json(results / REGISTRY, registry)

@@ -135,7 +135,8 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
     return fig
 
 
-def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_bootstrap: int = 1000) -> dict[str, Any]:
+def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_bootstrap: int = 1000,
+              validation_limit: int = 100, latent_limit: int = 200) -> dict[str, Any]:
     """Write every table and figure of the results stage under ``results``."""
     import matplotlib.pyplot as plt
 
@@ -167,7 +168,7 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     if world_cfg:
         latent_models = {label[mid]: paths[mid]["path"] for mid in seed0 if mid != "base"}
         written.update(analyze(AnalyzeConfig(analysis="latent", name="latent", models=latent_models,
-                                             tasks=list(registry["tasks"]["ood"]), **common)))
+                                             tasks=list(registry["tasks"]["ood"]), limit=latent_limit, **common)))
     # weight dynamics of the COMPACT-family runs (alpha.jsonl)
     dyn = {label[mid]: paths[mid]["path"] for mid in seed0
            if mid in registry.get("runs", {}) and models[mid]["method"] == "compact"}
@@ -175,7 +176,7 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
         written.update(analyze(AnalyzeConfig(analysis="dynamics", name="dynamics", runs=dyn, **common)))
     # metric validation: score the labelled rationale store with the base student
     if runner is not None and world_cfg:
-        scores_dir = _score_store(registry, runner)
+        scores_dir = _score_store(registry, runner, limit=validation_limit)
         if scores_dir is not None:
             written.update(analyze(AnalyzeConfig(analysis="validation", name="validation", scores=str(scores_dir),
                                                  **common)))
@@ -183,12 +184,30 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     return written
 
 
-def _score_store(registry: Mapping[str, Any], runner) -> Path | None:
-    """Score the store's dev rationales with the base student (alpha, raw scores, HSIC) for validation."""
-    try:
-        from .scoring import ScoreConfig, score
-    except ImportError:  # pragma: no cover - scoring is part of the package
-        return None
-    cfg = ScoreConfig(model=str(runner.base_model()), store=str(runner.store()), split="dev", hsic=True,
-                      world=registry["config"]["world"])
-    return score(cfg)
+def _score_store(registry: Mapping[str, Any], runner, *, limit: int = 150) -> Path | None:
+    """Score the store's dev rationales (every ID task) with the base student, HSIC included, for validation."""
+    import json
+
+    from .config import config_hash
+    from .paths import artifacts_dir
+    from .provenance import atomic_dir, is_complete, manifest
+    from .scoring import ScoreConfig, ScoreInput, run_score
+
+    store = runner.store()
+    cfgs = [ScoreConfig(student=str(runner.base_model()), world=registry["config"]["world"], hsic=True,
+                        input=ScoreInput(store=str(store), split=f"{task}-dev", limit=limit))
+            for task in registry["tasks"]["id"]]
+    out = artifacts_dir() / "score" / f"validation-{config_hash([c for c in cfgs])}"
+    if is_complete(out):
+        return out
+    rows = []
+    for cfg in cfgs:
+        task_rows, _ = run_score(cfg)
+        rows += [{**r, "task": cfg.input.split.rsplit("-", 1)[0]} for r in task_rows]
+    with atomic_dir(out, overwrite=True) as tmp:
+        with open(tmp / "scores.jsonl", "w") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, default=float) + "\n")
+        (tmp / "manifest.json").write_text(json.dumps(manifest([c for c in cfgs], kind="score-validation"),
+                                                      default=str, indent=1))
+    return out
