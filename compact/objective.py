@@ -236,8 +236,9 @@ class _FusedCESymKL(torch.autograd.Function):
     def forward(ctx, z: Tensor, targets: Tensor, pi: Tensor, pj: Tensor, pmask: Tensor, chunk: int):
         n, length, _ = z.shape
         acc = _compute_dtype(z)
-        ce = torch.zeros(n, dtype=acc, device=z.device)
-        pair = torch.zeros(len(pi), dtype=acc, device=z.device)
+        # float64 accumulators across chunks: alpha z-scores amplify tiny differences between branch losses
+        ce = torch.zeros(n, dtype=torch.float64, device=z.device)
+        pair = torch.zeros(len(pi), dtype=torch.float64, device=z.device)
         step = _chunk_len(chunk, n, len(pi))
         for s in range(0, length, step):
             e = min(length, s + step)
@@ -245,17 +246,17 @@ class _FusedCESymKL(torch.autograd.Function):
             y = targets[:, s:e]
             keep = y != IGNORE_INDEX
             picked = lc.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, c)
-            ce -= (picked * keep).sum(dim=1)
+            ce -= (picked * keep).sum(dim=1, dtype=torch.float64)
             if len(pi):
                 d = lc.index_select(0, pi).sub_(lc.index_select(0, pj))  # (P, c, V) l_I - l_J
                 pc = lc.exp()
                 dp = pc.index_select(0, pi).sub_(pc.index_select(0, pj))  # (P, c, V) p_I - p_J
-                pair += (torch.linalg.vecdot(dp, d) * pmask[:, s:e]).sum(dim=1)
+                pair += (torch.linalg.vecdot(dp, d) * pmask[:, s:e]).sum(dim=1, dtype=torch.float64)
                 del d, dp, pc
             del lc
         ctx.save_for_backward(z, targets, pi, pj, pmask)
         ctx.chunk = chunk
-        return ce, pair
+        return ce.to(acc), pair.to(acc)
 
     @staticmethod
     def backward(ctx, g_ce: Tensor, g_pair: Tensor):
