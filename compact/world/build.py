@@ -28,7 +28,14 @@ from ..data.records import SPLITS, Example, read_jsonl, write_jsonl
 from ..errors import ArtifactError, ConfigError
 from ..log import get_logger, seed_everything
 from ..paths import configs_dir, resolve
-from ..provenance import artifact_path, atomic_dir, is_complete, manifest, read_manifest, write_json
+from ..provenance import (
+    artifact_path,
+    atomic_dir,
+    is_complete,
+    manifest,
+    read_manifest,
+    write_json,
+)
 from . import tasks as T
 
 log = get_logger("world")
@@ -101,12 +108,12 @@ class TokenizerConfig:
 class CorpusConfig:
     """What the base corpus holds (document counts); see :func:`compact.world.student.base_corpus`."""
 
-    stories: int = 1500  # word-problem stories without questions (the world's language)
-    arith_docs: int = 800  # documents of single-operation facts
+    stories: int = 1000  # word-problem stories without questions (the world's language)
+    arith_docs: int = 600  # documents of single-operation facts
     facts_per_doc: int = 6  # sentences per arithmetic / knowledge-base document
-    kb_repeats: int = 12  # shuffled copies of the knowledge base
+    kb_repeats: int = 80  # shuffled copies of the knowledge base
     ood_repeats: int = 1  # copies of the chat-formatted OOD train questions
-    ood_extra: int = 8000  # further OOD questions (new compositions; never a dev/test question)
+    ood_extra: int = 6000  # further OOD questions (new compositions; never a dev/test question)
 
     def validate(self) -> None:
         for name in ("stories", "arith_docs", "kb_repeats", "ood_repeats", "ood_extra"):
@@ -127,7 +134,7 @@ class StudentConfig:
     intermediate_size: int = 512
     max_position_embeddings: int = 512
     rope_theta: float = 10000.0
-    steps: int = 700
+    steps: int = 500
     batch_size: int = 32
     block_size: int = 128
     lr: float = 3e-3
@@ -366,7 +373,7 @@ def _tokenizer_texts(data: dict[str, dict[str, list[Example]]], cfg: WorldConfig
     from .tokenizer import THINKING_WORDS
 
     rng = random.Random(T.task_seed(cfg.seed, "tokenizer", "tokenizer"))
-    for task, splits in data.items():
+    for splits in data.values():
         for e in splits["train"]:
             yield e.question
             yield f"The answer is {e.answer}."
@@ -415,6 +422,18 @@ def run(args) -> int:
     return 0
 
 
-__all__ = ["WorldConfig", "TasksConfig", "SplitSizes", "TokenizerConfig", "CorpusConfig", "StudentConfig",
-           "World", "build_world", "load_world", "load_config", "world_path", "FORMAT_VERSION"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CorpusConfig",
+    "SplitSizes",
+    "StudentConfig",
+    "TasksConfig",
+    "TokenizerConfig",
+    "World",
+    "WorldConfig",
+    "build_world",
+    "load_config",
+    "load_world",
+    "world_path",
+]
 

@@ -13,14 +13,14 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from ..log import get_logger, progress
 from . import tasks as T
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
     from transformers import PreTrainedModel
 
 log = get_logger("world.student")
@@ -28,7 +28,7 @@ log = get_logger("world.student")
 ANSWER_LINE = "The answer is {}."
 
 
-def build_model(scfg, tokenizer, seed: int) -> "PreTrainedModel":
+def build_model(scfg, tokenizer, seed: int) -> PreTrainedModel:
     """A freshly initialised Qwen2 (q/k/v biases, grouped-query attention, tied embeddings)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -192,7 +192,7 @@ def pretrain(model, blocks: list[list[int]], scfg, tokenizer, seed: int, log_pat
     ema = None
     order_rng = random.Random(seed)
     order: list[int] = []
-    logf = open(log_path, "w") if log_path else None
+    logf = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed in the finally below
     bar = progress(range(scfg.steps), desc="pretrain base student", unit="step")
     try:
         for step in bar:
@@ -274,5 +274,15 @@ def final_line_matches(text: str, gold: str) -> bool:
     return bool(lines) and lines[-1] == ANSWER_LINE.format(gold)
 
 
-__all__ = ["build_model", "n_params", "base_corpus", "pack_blocks", "pretrain", "generate",
-           "final_line_matches", "arith_fact", "story_text", "ANSWER_LINE"]
+__all__ = [
+    "ANSWER_LINE",
+    "arith_fact",
+    "base_corpus",
+    "build_model",
+    "final_line_matches",
+    "generate",
+    "n_params",
+    "pack_blocks",
+    "pretrain",
+    "story_text",
+]

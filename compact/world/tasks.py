@@ -20,8 +20,9 @@ drawn from one stream and de-duplicated by question text, so train, dev and test
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..data.records import Example
 from ..errors import ConfigError
@@ -554,6 +555,22 @@ def generate_task(task: str, seed: int, sizes: dict[str, int], cfg) -> dict[str,
     return result
 
 
-__all__ = ["ID_TASKS", "OOD_TASKS", "TASKS", "ANIMALS", "KIND_PROPS", "KINDS", "HABITATS", "FOODS",
-           "PEOPLE", "ITEMS", "make_story", "render_story", "kb_facts", "kb_as_dict", "generate_task",
-           "task_seed", "article"]
+__all__ = [
+    "ANIMALS",
+    "FOODS",
+    "HABITATS",
+    "ID_TASKS",
+    "ITEMS",
+    "KINDS",
+    "KIND_PROPS",
+    "OOD_TASKS",
+    "PEOPLE",
+    "TASKS",
+    "article",
+    "generate_task",
+    "kb_as_dict",
+    "kb_facts",
+    "make_story",
+    "render_story",
+    "task_seed",
+]

@@ -3,7 +3,7 @@
 The world tokenizer is trained offline with ``tokenizers`` on the world's own text. Its pipeline is
 exactly Qwen2's (NFC, the Qwen2 split regex, byte-level BPE), because ``AutoTokenizer`` loads any
 folder whose ``config.json`` says ``qwen2`` as ``Qwen2Tokenizer``, which rebuilds that pipeline around
-the saved vocabulary: with the same pipeline both loaders encode identically. The regex's ``\p{N}``
+the saved vocabulary: with the same pipeline both loaders encode identically. The regex's ``\\p{N}``
 isolates every digit (numbers are spelled digit by digit, as ``Digits(individual_digits=True)`` would),
 and byte-level BPE decodes exactly (for NFC text, which all world text is). It is wrapped as a
 ``PreTrainedTokenizerFast`` with a chat template, so the tiny student goes through the same
@@ -17,7 +17,7 @@ count. The world's BPE is trained so that every single-word thinking word is one
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 # METHOD.md, "MI-based adaptability": the thinking words (w_t = 1.0 on their tokens, else 0.1).
 THINKING_WORDS: tuple[str, ...] = (
@@ -70,7 +70,15 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int
     Every single-word thinking word is appended ``thinking_repeats`` times, bare and after a space, so
     its merges are among the most frequent and it ends up one token both ways (checked by the caller).
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -112,5 +120,16 @@ def missing_thinking_words(tokenizer) -> list[str]:
     return out
 
 
-__all__ = ["THINKING_WORDS", "SPECIAL_TOKENS", "CHAT_TEMPLATE", "PAD", "USER", "ASSISTANT", "END", "UNK",
-           "thinking_token_ids", "train_tokenizer", "missing_thinking_words"]
+__all__ = [
+    "ASSISTANT",
+    "CHAT_TEMPLATE",
+    "END",
+    "PAD",
+    "SPECIAL_TOKENS",
+    "THINKING_WORDS",
+    "UNK",
+    "USER",
+    "missing_thinking_words",
+    "thinking_token_ids",
+    "train_tokenizer",
+]
