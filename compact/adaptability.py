@@ -11,7 +11,10 @@ answer's token ids,
 
 - ``variant="reference"`` (released code): :math:`M_k = \sum_t \mathrm{ReLU}(\Delta_{k,t})\, w_{k,t}` over
   ALL positions of the padded row (prompt and padding included, no length normalisation). It therefore
-  depends on how far the row is padded and favours long rationales.
+  depends on how far the row is padded and favours long rationales. The released code pads one question's
+  K branches to their longest branch; with several questions in one batch we sum each question's rows up
+  to that same width :math:`L_q = \max_{k \in q} (e_k + 1)`, so the numbers equal the one-question layout
+  whatever else shares the batch (micro-batch and multi-process invariance).
 - ``variant="masked_mean"``: the same jumps, summed only over assistant tokens
   (:math:`s_k \le t \le e_k`; the jump INTO the first assistant token counts) and divided by their number,
   so appended padding and the prompt change nothing and length is not rewarded.
@@ -82,7 +85,13 @@ def mi_proxy(hidden: Tensor, lm_head_weight: Tensor, gold_ids: Tensor, gold_mask
     weight = torch.where(think, torch.full_like(g, THINKING_WEIGHT), torch.full_like(g, OTHER_WEIGHT))
     jumps = torch.relu(delta) * weight  # (N, L)
     if variant == "reference":
-        return jumps.sum(dim=1)
+        # the padded row of the released one-question layout ends at the question's longest branch
+        end = last_nonpad(attention_mask.to(h.device))  # (N,)
+        grp = group.to(h.device).long()
+        width = torch.zeros(int(grp.max()) + 1, dtype=end.dtype, device=h.device).scatter_reduce(
+            0, grp, end, reduce="amax")[grp]  # (N,) last index of the question's padded rows
+        pos = torch.arange(length, device=h.device).expand(n, length)
+        return (jumps * (pos <= width[:, None])).sum(dim=1)
     if variant == "masked_mean":
         pos = torch.arange(length, device=h.device).expand(n, length)
         start = assistant_start.to(h.device).long().clamp(min=1)[:, None]

@@ -30,13 +30,31 @@ def _pad(batch, extra, hidden):
     return b, hid
 
 
-def test_masked_mean_mi_ignores_appended_padding_reference_does_not():
+def test_masked_mean_mi_ignores_sibling_padding_reference_does_not():
+    """The released layout pads a question's K branches to the longest one, and the reference proxy sums the
+    short branches' padding: lengthening a SIBLING changes a branch's reference M, never its masked M."""
+    torch.manual_seed(0)
+    batch = synthetic_batch(1, 3, 12, 30, seed=0)
+    batch.attention_mask = torch.tensor([[1] * 7 + [0] * 5, [1] * 9 + [0] * 3, [1] * 9 + [0] * 3])
+    hidden, w = torch.randn(3, 12, 8) * 3, torch.randn(30, 8)
+    longer = synthetic_batch(1, 1, 4, 8)
+    longer.__dict__.update(batch.__dict__)
+    longer.attention_mask = batch.attention_mask.clone()
+    longer.attention_mask[2] = 1  # the third branch now fills the row: branch 0 gets 5 counted pad positions
+    assert torch.allclose(_mi(hidden, w, batch, "masked_mean")[0], _mi(hidden, w, longer, "masked_mean")[0])
+    assert not torch.allclose(_mi(hidden, w, batch, "reference")[0], _mi(hidden, w, longer, "reference")[0],
+                              atol=1e-3)
+
+
+def test_reference_mi_ignores_padding_beyond_the_question():
+    """Padding added by OTHER questions of a batch (or a fixed collator width) does not change the reference
+    proxy: each question counts positions up to its own longest branch, as in the one-question layout."""
     torch.manual_seed(0)
     batch = synthetic_batch(2, 3, 12, 30, seed=0)
     hidden, w = torch.randn(6, 12, 8), torch.randn(30, 8)
     padded, hid2 = _pad(batch, 5, hidden)
-    assert torch.allclose(_mi(hidden, w, batch, "masked_mean"), _mi(hid2, w, padded, "masked_mean"), atol=1e-6)
-    assert not torch.allclose(_mi(hidden, w, batch, "reference"), _mi(hid2, w, padded, "reference"), atol=1e-3)
+    for variant in ("reference", "masked_mean"):
+        assert torch.allclose(_mi(hidden, w, batch, variant), _mi(hid2, w, padded, variant), atol=1e-6)
 
 
 def test_masked_mean_mi_is_length_normalised_reference_grows_with_length():
