@@ -75,12 +75,12 @@ from compact.world.build import WorldConfig, build_world
 from compact.world.tokenizer import thinking_token_ids
 
 seed_everything(seed)
-torch.set_grad_enabled(False)
 world = build_world(load(WorldConfig, resolve(world_config)))
 gen_cfg = load(GenerateConfig, resolve(generate_config))
 store = generate_store(gen_cfg)
 teachers = [t.name for t in gen_cfg.teachers]
 tok, student = world.tokenizer, world.load_student()
+torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
 think = thinking_token_ids(tok)
 W_U = lm_head_weight(student).detach()  # (V, H)
 dev = [i for key in ("arith-dev", "variation-dev", "symbolic-dev") for i in build_instances(store, key, teachers)]
@@ -123,9 +123,9 @@ L = batch.input_ids.shape[1]
 t = np.arange(L)
 fig, axes = plt.subplots(2, 1, figsize=(13, 6), sharex=True)
 axes[0].plot(t, g[k].numpy(), color="C0", lw=1.2)
-axes[0].axvspan(-0.5, start - 0.5, color="0.85", label="prompt")
+axes[0].axvspan(-0.5, start - 0.5, color="0.85", label="prompt", zorder=0)
 if last + 1 < L:
-    axes[0].axvspan(last + 0.5, L - 0.5, color="mistyrose", label="padding")
+    axes[0].axvspan(last + 0.5, L - 0.5, color="mistyrose", label="padding", zorder=0)
 peaks = [p for p in range(L) if bool(is_think[k, p]) and p <= last]
 axes[0].scatter(peaks, g[k, peaks].numpy(), color="C3", zorder=3, label="thinking token")
 for p in peaks:
@@ -135,9 +135,9 @@ axes[0].set(ylabel="$g_t$", title=f"Gold-answer logit along {inst.teachers[k]}'s
 axes[0].legend(fontsize=8, loc="upper left")
 jump = (torch.relu(delta[k]) * w[k]).numpy()
 axes[1].bar(t, jump, color=["C3" if bool(is_think[k, p]) else "C0" for p in range(L)], width=1.0)
-axes[1].axvspan(-0.5, start - 0.5, color="0.85")
+axes[1].axvspan(-0.5, start - 0.5, color="0.85", zorder=0)
 if last + 1 < L:
-    axes[1].axvspan(last + 0.5, L - 0.5, color="mistyrose")
+    axes[1].axvspan(last + 0.5, L - 0.5, color="mistyrose", zorder=0)
 axes[1].set(xlabel="position t", ylabel=r"ReLU($\Delta_t$) $w_t$",
             title=f"What M sums (red: thinking tokens, weight 1.0; blue: 0.1). M = {float(M[k]):.3f}")
 fig.tight_layout()

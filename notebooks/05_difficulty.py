@@ -63,12 +63,12 @@ from compact.world.build import WorldConfig, build_world
 from compact.world.tokenizer import thinking_token_ids
 
 seed_everything(seed)
-torch.set_grad_enabled(False)
 world = build_world(load(WorldConfig, resolve(world_config)))
 gen_cfg = load(GenerateConfig, resolve(generate_config))
 store = generate_store(gen_cfg)
 teachers = [t.name for t in gen_cfg.teachers]
 tok, student = world.tokenizer, world.load_student()
+torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
 think = thinking_token_ids(tok)
 dev = [i for key in ("arith-dev", "variation-dev", "symbolic-dev") for i in build_instances(store, key, teachers)]
 
