@@ -39,7 +39,7 @@ profile = "smoke"
 results = "artifacts/smoke/results"
 world_config = "configs/world/smoke.yaml"
 generate_config = "configs/generate/smoke.yaml"
-extra_pad = 64  # padding columns appended in the MI demo
+extra_sentences = 8  # neutral sentences appended to one rationale in the MI demo
 max_length = 512
 seed = 0
 
@@ -89,35 +89,39 @@ def batch_of(instances):
     return collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
 
 
-def pad_more(batch: Batch, n: int) -> Batch:
-    """The same batch with n more padding columns on the right (what a longer batch-mate would cause)."""
-    ids = torch.nn.functional.pad(batch.input_ids, (0, n), value=tok.pad_token_id)  # (N, L + n)
-    mask = torch.nn.functional.pad(batch.attention_mask, (0, n), value=0)
-    return dataclasses.replace(batch, input_ids=ids, attention_mask=mask)
-
-
 findings = {}
 
 # %% [markdown]
 # ## 1. The MI proxy counts padding and the prompt
 #
-# Reference: $M_k = \sum_{t=0}^{L-1} \mathrm{ReLU}(\Delta_{k,t}) w_{k,t}$ over the whole padded row. A branch's
-# score then depends on how long the *other* branches of the batch are. The `masked_mean` variant sums over
-# the assistant tokens $s_k \le t \le e_k$ and divides by their number:
+# Reference: $M_k = \sum_{t=0}^{L_q-1} \mathrm{ReLU}(\Delta_{k,t}) w_{k,t}$ over the whole padded row, where the
+# released code pads a question's $K$ branches to the longest of them ($L_q$). A branch's score then depends on
+# how long the *other* teachers' rationales are (their length becomes its padding), and on its prompt. (Our
+# batched implementation keeps exactly this per-question width, so other questions in the batch change
+# nothing: section 6.) The `masked_mean` variant sums over the assistant tokens $s_k \le t \le e_k$ and
+# divides by their number:
 #
 # $$M_k^{\text{masked}} = \frac{1}{e_k - s_k + 1}\sum_{t=s_k}^{e_k} \mathrm{ReLU}(\Delta_{k,t})\, w_{k,t}.$$
 #
-# We score one question's branches as they are and with `extra_pad` padding columns appended, and measure
-# how much of the reference $M_k$ comes from positions outside the rationale.
+# We lengthen ONE teacher's rationale by `extra_sentences` neutral sentences, which pads the other branches
+# further, and compare the other branches' scores; then we measure how much of the reference $M_k$ comes from
+# positions outside the rationale.
 
 # %%
 W_U = lm_head_weight(student).detach()
+inst = dev[0]
+k_long = max(range(len(inst.rationales)), key=lambda k: len(inst.rationales[k]))
+grown = dataclasses.replace(inst, rationales=[r + " We are done." * extra_sentences if k == k_long else r
+                                              for k, r in enumerate(inst.rationales)])
 rows = []
-for name, b in (("as collated", batch_of(dev[:1])), (f"+{extra_pad} pad columns", pad_more(batch_of(dev[:1]), extra_pad))):
+for name, x in (("as generated", inst), (f"{inst.teachers[k_long]} longer", grown)):
+    b = batch_of([x])
     h = student(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1]
     args = (h, W_U, b.gold_ids, b.gold_mask, b.group, b.input_ids, b.attention_mask, b.assistant_start, b.thinking_ids)
     for v in ("reference", "masked_mean"):
-        rows += [{"batch": name, "variant": v, "teacher": t, "M": float(m)} for t, m in zip(dev[0].teachers, mi_proxy(*args, v))]
+        rows += [{"batch": name, "variant": v, "teacher": t, "M": float(m)}
+                 for k, (t, m) in enumerate(zip(x.teachers, mi_proxy(*args, v))) if k != k_long]  # the OTHER branches
+    print(f"{name}: padded width {b.input_ids.shape[1]} tokens")
 mi = pd.DataFrame(rows).pivot_table(index=["variant", "teacher"], columns="batch", values="M")
 mi["change"] = mi.iloc[:, 0] - mi.iloc[:, 1]
 findings["MI: max change from padding (reference)"] = float(mi.loc["reference", "change"].abs().max())
@@ -177,7 +181,8 @@ plt.show()
 # The reference $D_{ij}$ averages the symmetric KL over every position where both rows are non-pad. The
 # prompt is the same text in every branch, so its positions contribute (almost) nothing to the numerator
 # but count in the denominator; the rationale positions compare *different* texts token by token. A longer
-# question therefore shrinks $D_{ij}$ without any change in the rationales. The answer-span variant (MCC-KD)
+# question dilutes $D_{ij}$ by its extra zero-KL positions, while the longer context also changes the
+# rationale positions' distributions; which effect wins is measured below, not assumed. The answer-span variant (MCC-KD)
 # compares only the distributions that predict each branch's final-answer tokens, aligned by answer-token
 # index, $\tfrac12$ per direction. We lengthen the question with an irrelevant sentence and compare.
 
@@ -287,9 +292,9 @@ for key, value in findings.items():
     print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
 print()
 ref_change = findings["MI: max change from padding (reference)"]
-print(f"Appending {extra_pad} padding columns changed the reference MI by up to {ref_change:.4g} and the masked "
-      f"variant by {findings['MI: max change from padding (masked_mean)']:.2g}"
-      + ("." if ref_change > 0 else " (here g only fell across the padding, so no upward jump was added; it need not)."))
+print(f"Lengthening one teacher's rationale changed the OTHER branches' reference MI by up to {ref_change:.4g} and "
+      f"their masked variant by {findings['MI: max change from padding (masked_mean)']:.2g}"
+      + ("." if ref_change > 0 else " (here g only fell across the extra padding, so no upward jump was added)."))
 print(f"On average {findings['MI: mean share of reference M from prompt and padding']:.0%} of the reference M comes "
       "from positions outside the rationale.")
 print(f"Lengthening the prompt multiplies the sequence consistency term by "
@@ -301,8 +306,8 @@ print(f"With K = 2 the fusion produces {findings['K=2: distinct alpha values (3 
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `extra_pad = 0`: both MI variants then agree with themselves; at which `extra_pad` does the reference
-#    change the *ranking* of the teachers?
+# 1. Set `extra_sentences = 0`: nothing changes; at which `extra_sentences` does the reference change the
+#    *ranking* of the other teachers?
 # 2. In section 3, make the filler longer (`* 20`): how far can you push the sequence consistency term down
 #    without touching a rationale?
 # 3. In section 5, set the consensus scale to 100 instead of 0.01: does anything change for K = 2? Why not?
