@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,7 @@ from .errors import ConfigError
 from .paths import resolve
 
 T = TypeVar("T")
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _type_name(tp: Any) -> str:
@@ -81,6 +83,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # YAML 1.1 reads "1e-3" (no dot) as a string; accept exactly the numeric literals
+        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
             return float(value)
     elif tp is str:
         if isinstance(value, str):

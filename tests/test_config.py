@@ -34,12 +34,14 @@ def test_defaults_and_overrides(tmp_path):
     assert cfg.name == "run" and cfg.inner.lr == 2.0 and isinstance(cfg.inner.lr, float)
     assert cfg.inner.steps == 5 and cfg.mode == "b" and cfg.tags == ["u", "v"] and cfg.limit == 3
     assert cfg.inner.betas == (1.0, 1.0, 0.5)
+    assert C.load(Outer, None, ["inner.lr=1e-3"]).inner.lr == 1e-3  # YAML 1.1 reads 1e-3 as a string
 
 
 @pytest.mark.parametrize("override,needle", [
     ("inner.stepz=3", "unknown config key 'inner.stepz'"),
     ("inner.steps=abc", "config key 'inner.steps': expected int"),
     ("inner.steps=1.5", "config key 'inner.steps': expected int"),
+    ("inner.lr=fast", "config key 'inner.lr': expected float"),
     ("mode=c", "config key 'mode': expected one of"),
     ("inner.betas=[1, 2]", "config key 'inner.betas': expected 3 items"),
     ("inner.steps=-1", "inner.steps must be >= 0"),

@@ -19,12 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-# METHOD.md, "MI-based adaptability": the thinking words (w_t = 1.0 on their tokens, else 0.1).
-THINKING_WORDS: tuple[str, ...] = (
-    "Therefore", "Thus", "Hence", "So", "Consequently", "Wait", "But", "However", "Although", "First",
-    "Second", "Finally", "Specifically", "In summary", "Basically", "Let", "Assuming", "Suppose", "Hmm",
-    "Okay", "Note",
-)
+# METHOD.md's thinking words and their one-token rule live with the MI proxy that uses them.
+from ..adaptability import THINKING_WORDS, thinking_token_ids  # noqa: F401
 
 PAD, USER, ASSISTANT, END = "<|pad|>", "<|user|>", "<|assistant|>", "<|end|>"
 # Qwen2Tokenizer declares <|endoftext|> its unknown token and adds it when missing (growing the vocab
@@ -46,17 +42,6 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
-
-
-def thinking_token_ids(tokenizer, words: Iterable[str] = THINKING_WORDS) -> list[int]:
-    """Ids of the thinking tokens of any HF tokenizer (METHOD.md rule), sorted and unique."""
-    ids: set[int] = set()
-    for word in words:
-        for form in (word, " " + word):
-            enc = tokenizer.encode(form, add_special_tokens=False)
-            if len(enc) == 1:
-                ids.add(int(enc[0]))
-    return sorted(ids)
 
 
 def _single_words(words: Iterable[str]) -> list[str]:
