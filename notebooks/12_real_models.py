@@ -49,6 +49,7 @@ seed = 0
 # %%
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -248,6 +249,7 @@ print(f"The paper training config ran {len(log)} steps on the tiny student with 
 tasks = [k for k in res.metrics if k != "all"]
 print(f"Evaluation scored {len(res.samples)} answers on {len(tasks)} benchmarks; strict accuracy overall "
       f"{metrics.loc['all' if 'all' in metrics.index else tasks[0], 'strict']:.0%} (a random student should be near zero).")
+shutil.rmtree(tmp, ignore_errors=True)  # the tiny models, store and run were only for this demonstration
 
 # %% [markdown]
 # ## On a machine with GPUs
