@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -15,7 +16,8 @@ from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 from .errors import CompactError
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+# playwright adds its own headless switch (headless=True); a second "--headless" breaks screenshots
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
@@ -56,10 +58,20 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
     anchors_cache: dict[str, set[str]] = {}
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS)
+            browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS, headless=True)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            landing = "index.html"
             for rel in pages:
                 url = urljoin(base, rel)
+                source = (html / rel).read_text(errors="replace")
+                redirect = re.search(r'http-equiv="refresh"[^>]*url=([^"\']+)', source, re.IGNORECASE)
+                if redirect:  # Jupyter Book's index.html forwards to the root page
+                    target = redirect.group(1).strip()
+                    if not (html / (Path(rel).parent / target)).is_file():
+                        problems.append(f"{rel}: redirects to missing page {target}")
+                    elif rel == "index.html":
+                        landing = (Path(rel).parent / target).as_posix()
+                    continue
                 resp = page.goto(url, wait_until="load", timeout=timeout_ms)
                 if resp is None or resp.status != 200:
                     problems.append(f"{rel}: HTTP {resp.status if resp else 'no response'}")
@@ -92,14 +104,12 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
                     if frag and file.suffix == ".html":
                         key = file.relative_to(html).as_posix()
                         if key not in anchors_cache:
-                            import re
-
                             anchors_cache[key] = set(re.findall(r'id="([^"]+)"', file.read_text(errors="replace")))
                         if unquote(frag) not in anchors_cache[key]:
                             problems.append(f"{rel}: link to missing anchor {href}")
             if screenshot is not None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.goto(urljoin(base, "index.html"), wait_until="load")
+                page.goto(urljoin(base, landing), wait_until="load")
                 page.screenshot(path=str(screenshot), full_page=False)
             browser.close()
     finally:

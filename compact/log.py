@@ -41,9 +41,12 @@ def quiet() -> bool:
 
 def progress(iterable: Iterable[T] | None = None, **kwargs) -> Iterable[T]:
     """tqdm, disabled when :func:`quiet`."""
-    from tqdm.auto import tqdm
+    if quiet():  # plain tqdm: tqdm.auto would probe for ipywidgets inside kernels and warn
+        from tqdm import tqdm
 
-    kwargs.setdefault("disable", quiet())
+        kwargs["disable"] = True
+    else:
+        from tqdm.auto import tqdm
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
     return tqdm(iterable, **kwargs)

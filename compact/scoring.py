@@ -66,9 +66,8 @@ class ScoreConfig:
     input: ScoreInput = dataclasses.field(default_factory=ScoreInput)
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
     max_length: int = 1024           # tokens per branch (longer rationales lose their end)
-    # questions per forward pass. 1 = the released implementation's layout; with more, the reference MI
-    # proxy (summed over padding) changes with the batch's width -- use objective.mi_variant=masked_mean
-    # for scores that do not depend on batching.
+    # questions per forward pass (1 = the released implementation's layout); the scores do not depend on it:
+    # the reference MI proxy counts each question's positions up to its own longest branch
     batch_questions: int = 1
     low_consensus_quantile: float = 0.1
     low_consensus_z: float | None = None  # when set, flag z(consensus) < -low_consensus_z instead

@@ -179,6 +179,13 @@ def pretrain(model, blocks: list[list[int]], scfg, tokenizer, seed: int, log_pat
     """Next-token pretraining on the packed blocks; returns the loss log summary."""
     import torch
 
+    with torch.enable_grad():  # callers (notebooks) may have turned grad off globally
+        return _pretrain(model, blocks, scfg, tokenizer, seed, log_path)
+
+
+def _pretrain(model, blocks, scfg, tokenizer, seed, log_path):
+    import torch
+
     from ..errors import TrainingError
 
     torch.manual_seed(seed)
