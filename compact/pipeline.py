@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Literal
 
 from .config import config_hash, load, to_dict
 from .errors import CompactError, ConfigError

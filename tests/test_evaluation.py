@@ -8,7 +8,7 @@ import torch
 
 from compact.data.records import Example, write_jsonl
 from compact.errors import ConfigError
-from compact.evaluation import (EvalConfig, EvalData, EvalResult, compute_metrics, evaluate, format_prompt,
+from compact.evaluation import (EvalConfig, EvalResult, compute_metrics, evaluate, format_prompt,
                                 greedy_generate, load_tokenizer)
 
 

@@ -6,8 +6,7 @@ import torch
 
 from compact.errors import DataError
 from compact.objective import ObjectiveConfig, compact_objective
-from compact.scoring import (ScoreConfig, ScoreInput, flag_low_consensus, read_rationale_file, run_score,
-                             score_instances)
+from compact.scoring import (ScoreConfig, ScoreInput, flag_low_consensus, read_rationale_file, score_instances)
 
 RECORDS = [
     {"id": "a", "question": "tom has 3 apples and buys 4 more. how many apples?", "answer": "7",

@@ -11,7 +11,6 @@ import re
 import pytest
 
 from compact.config import load
-from compact.errors import ArtifactError
 from compact.paths import configs_dir
 from compact.provenance import read_manifest
 from compact.world import THINKING_WORDS, thinking_token_ids
@@ -169,22 +168,19 @@ def test_both_tokenizer_loaders_agree(smoke_world):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The default world's base student. Measured on two default builds (500 pretraining steps): yes/no dev
-# 68-69% (chance 50%); multiple choice 16-17%, i.e. AT chance (20%): the base student does not yet pick
-# the right letter (it answers one letter for every question), so only the format is asserted for mcq.
-# In-distribution: 0% on all three tasks.
+# The default world's base student. Measured on default builds (500 pretraining steps): yes/no dev
+# 68-70% (chance 50%); multiple choice 16-22%, i.e. AT chance (20%): the base student does not yet pick
+# the right letter reliably, so only the format is asserted for mcq. In-distribution: 0% on all three tasks.
+# The default world is built when missing (about 4 minutes on 2 cores): the acceptance test of the world.
 OOD_MIN = {"yesno": 0.60}
 ID_MAX = 0.05
 
 
 @pytest.fixture(scope="session")
 def default_world():
-    cfg = load(WorldConfig, configs_dir() / "world" / "default.yaml")
-    path = world_path(cfg)
-    try:
-        return load_world(path)
-    except ArtifactError:
-        pytest.skip(f"default world not built at {path} (run `compact world`)")
+    from compact.world.build import build_world
+
+    return build_world(load(WorldConfig, configs_dir() / "world" / "default.yaml"))
 
 
 def _accuracy(world, task, limit=200):
@@ -199,10 +195,12 @@ def _accuracy(world, task, limit=200):
     return hits / len(exs)
 
 
+@pytest.mark.slow
 def test_default_base_student_answers_yesno_above_chance(default_world):
     assert _accuracy(default_world, "yesno") >= OOD_MIN["yesno"]
 
 
+@pytest.mark.slow
 def test_default_base_student_answers_mcq_in_format(default_world):
     exs = default_world.examples("mcq", "dev")[:50]
     outs = S.generate(default_world.load_student(), default_world.tokenizer, [e.question for e in exs],
@@ -210,6 +208,7 @@ def test_default_base_student_answers_mcq_in_format(default_world):
     assert all(re.fullmatch(r"The answer is [A-E]\.", o.strip()) for o in outs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["arith", "variation", "symbolic"])
 def test_default_base_student_cannot_reason_yet(default_world, task):
     assert _accuracy(default_world, task) <= ID_MAX

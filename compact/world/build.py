@@ -81,7 +81,7 @@ class TasksConfig:
     yesno: SplitSizes = field(default_factory=_ood_sizes)
     min_steps: int = 2  # operations per in-distribution problem (variation and symbolic cap at 3)
     max_steps: int = 4
-    max_value: int = 100  # every operand and intermediate value is in [1, max_value]
+    max_value: int = 20  # every operand and intermediate value is in [1, max_value]
 
     def validate(self) -> None:
         if not 2 <= self.min_steps <= self.max_steps <= 4:
