@@ -40,33 +40,19 @@ task = "arith"  # in-distribution task shown
 seed = 0
 
 # %%
-import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
-import datasets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import transformers
 
-datasets.disable_progress_bars()
-transformers.utils.logging.disable_progress_bar()
 
-from compact.config import load
-from compact.log import seed_everything
-from compact.paths import resolve
-from compact.teachers.generate import GenerateConfig, generate_store
+from compact.workbench import open_workbench
 from compact.teachers.simulated import DEFAULT_POOL
-from compact.teachers.store import RationaleStore
 from compact.teachers.view import build_instances, disagreement
-from compact.world.build import WorldConfig, build_world
 from compact.world.tokenizer import thinking_token_ids
 
-seed_everything(seed)
-world = build_world(load(WorldConfig, resolve(world_config)))
-gen_cfg = load(GenerateConfig, resolve(generate_config))
-store = RationaleStore(generate_store(gen_cfg))  # cached by the generate config's hash
-teachers = [t.name for t in gen_cfg.teachers]
+wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
+world, gen_cfg, store, teachers = wb.world, wb.generate_cfg, wb.store, wb.teachers
 print("store keys:", store.keys())
 print("teachers:", teachers)
 

@@ -37,40 +37,24 @@ batch_questions = 8
 seed = 0
 
 # %%
-import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
-import datasets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import transformers
 
-datasets.disable_progress_bars()
-transformers.utils.logging.disable_progress_bar()
 
+from compact.workbench import open_workbench
 from compact.analysis.validation import auc
-from compact.config import load
 from compact.difficulty import IGNORE_INDEX, branch_loss, shifted_labels
-from compact.log import seed_everything
-from compact.paths import resolve
-from compact.teachers.generate import GenerateConfig, generate_store
-from compact.teachers.view import build_instances
 from compact.trainer.batching import collate, encode_instances
-from compact.world.build import WorldConfig, build_world
-from compact.world.tokenizer import thinking_token_ids
 
-seed_everything(seed)
-world = build_world(load(WorldConfig, resolve(world_config)))
-gen_cfg = load(GenerateConfig, resolve(generate_config))
-store = generate_store(gen_cfg)
-teachers = [t.name for t in gen_cfg.teachers]
-tok, student = world.tokenizer, world.load_student()
+wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
+world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
+tok, student = wb.tokenizer, wb.student()
 torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
-think = thinking_token_ids(tok)
-dev = [i for key in ("arith-dev", "variation-dev", "symbolic-dev") for i in build_instances(store, key, teachers)]
+dev = wb.instances()
 
 # %% [markdown]
 # ## The labels, and the loss by hand

@@ -53,34 +53,22 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
-import datasets
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-import transformers
 from safetensors.torch import load_file
 
-datasets.disable_progress_bars()
-transformers.utils.logging.disable_progress_bar()
 
-from compact.config import load
-from compact.log import seed_everything
+from compact.workbench import open_workbench
 from compact.objective import ObjectiveConfig, compact_objective
-from compact.paths import repo_root, resolve
-from compact.teachers.generate import GenerateConfig, generate_store
+from compact.paths import repo_root
 from compact.teachers.view import build_instances
 from compact.trainer.batching import collate, encode_instances
-from compact.world.build import WorldConfig, build_world
 from compact.world.tokenizer import thinking_token_ids
 
-seed_everything(seed)
-world = build_world(load(WorldConfig, resolve(world_config)))
-gen_cfg = load(GenerateConfig, resolve(generate_config))
-store = generate_store(gen_cfg)
-teachers = [t.name for t in gen_cfg.teachers]
+wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
+world, gen_cfg, store, teachers = wb.world, wb.generate_cfg, wb.store, wb.teachers
 overrides = [f"data.world={world_config}", f"data.generate={generate_config}", f"optim.max_steps={demo_steps}",
              f"optim.questions_per_step={questions_per_step}", f"optim.micro_batch_questions={micro_batch_questions}",
              f"data.max_length={max_length}", f"data.max_instances={demo_steps * questions_per_step}",
