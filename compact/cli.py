@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp = sub.add_parser(name, help=help_text, description=help_text,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(_module=module)
         try:
             mod = importlib.import_module(module)
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                 sp.set_defaults(_missing=True)
                 continue
             raise
+        if mod.__doc__ and sp.description == help_text:  # the module docstring holds the usage examples
+            sp.description = mod.__doc__.strip()
         mod.add_arguments(sp)
     return parser
 
