@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -308,7 +309,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     out = train(cfg, force=args.force)
-    print(out)
+    if int(os.environ.get("RANK", "0")) == 0:  # one line from the main process, not one per rank interleaved
+        print(out, flush=True)
     return 0
 
 
