@@ -17,7 +17,7 @@
 # # The main table
 #
 # Every method of the grid, trained on the same rationale store and scored by the same evaluator: the base
-# student, single-teacher SFT for each teacher, uniform multi-teacher SFT, static teacher weights, MCC-KD
+# student, single-teacher SFT for each teacher, uniform multi-teacher SFT, MCC-KD
 # style training (uniform weights plus answer-span consistency), the post-hoc merges "Direct Avg." and TIES,
 # COMPACT in reference mode, and COMPACT with our variants. In-distribution (ID) tasks are the distillation
 # targets (`arith`, `variation`, `symbolic`); out-of-distribution (OOD) tasks (`mcq`, `yesno`) hold knowledge
