@@ -122,19 +122,14 @@ _INSTANCE_FIELDS = {"id": str, "question": str, "answer": str, "rationales": lis
 
 def read_instances_jsonl(path: Path) -> list:
     """Instances from JSONL (one :class:`compact.teachers.view.Instance` per line, its fields as keys)."""
+    from .data.records import iter_jsonl
     from .errors import DataError
     from .teachers.view import Instance
 
     if not path.is_file():
         raise ArtifactError(f"instances file not found: {path}")
     out = []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg})", path=str(path), record=i) from None
+    for i, row in iter_jsonl(path):
         for name, tp in _INSTANCE_FIELDS.items():
             if not isinstance(row.get(name), tp):
                 raise DataError(f"missing or not a {tp.__name__}", path=str(path), record=row.get("id", i), field=name)

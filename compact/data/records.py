@@ -95,15 +95,17 @@ def write_jsonl(examples: list[Example], path) -> None:
             fh.write(json.dumps(e.to_row(), sort_keys=True) + "\n")
 
 
-def read_jsonl(path) -> list[Example]:
-    out = []
+def iter_jsonl(path):
+    """``(line index, row)`` for each non-blank line; invalid JSON is a DataError naming file and line."""
     with open(path) as fh:
         for i, line in enumerate(fh):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield i, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"invalid JSON ({exc.msg})", path=str(path), record=i) from None
-            out.append(Example.from_row(row, path=str(path), index=i))
-    return out
+
+
+def read_jsonl(path) -> list[Example]:
+    return [Example.from_row(row, path=str(path), index=i) for i, row in iter_jsonl(path)]

@@ -19,7 +19,7 @@ from ..data.records import Example
 from ..errors import CompactError, ConfigError
 from ..log import get_logger, progress
 from .base import Generation, SamplingParams, derive_seed, truncate_at_stop
-from .prompts import messages, plain_prompt, template_hash
+from .prompts import render_prompt, template_hash
 
 log = get_logger("teachers.hf")
 
@@ -73,12 +73,7 @@ class HFTeacher:
     # ------------------------------------------------------------------------------------------------
     def prompt_text(self, ex: Example) -> str:
         """The exact prompt string for ``ex`` (chat template, or the plain fallback)."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages(ex), tokenize=False, add_generation_prompt=True)
-        if self.fallback == "plain":
-            return plain_prompt(ex)
-        raise ConfigError(f"teacher {self.name!r}: tokenizer of {self.model_id!r} has no chat template; use an "
-                          "instruction-tuned model or set chat_template_fallback: plain")
+        return render_prompt(self.tokenizer, ex, fallback=self.fallback, teacher=self.name, model_id=self.model_id)
 
     def generate(self, prompts: list[Example], params: SamplingParams) -> list[list[Generation]]:
         import torch

@@ -40,6 +40,18 @@ def plain_prompt(example: Example) -> str:
     return PLAIN_TEMPLATE.format(system=msgs[0]["content"], user=msgs[1]["content"])
 
 
+def render_prompt(tokenizer, example: Example, *, fallback: str, teacher: str, model_id: str) -> str:
+    """The exact prompt string: the tokenizer's chat template, else (``fallback="plain"``) the plain prompt."""
+    from ..errors import ConfigError
+
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages(example), tokenize=False, add_generation_prompt=True)
+    if fallback == "plain":
+        return plain_prompt(example)
+    raise ConfigError(f"teacher {teacher!r}: tokenizer of {model_id!r} has no chat template; use an "
+                      "instruction-tuned model or set chat_template_fallback: plain")
+
+
 def template_hash() -> str:
     """A short hash of every template string (system, user, per-type instructions, plain fallback)."""
     blob = json.dumps([SYSTEM_PROMPT, USER_TEMPLATE, INSTRUCTIONS, PLAIN_TEMPLATE], sort_keys=True)
