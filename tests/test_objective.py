@@ -32,10 +32,52 @@ def run(model, batch, cfg):
     return out, grads
 
 
-def assert_same(a, b, ga, gb, tol=TOL):
-    for key in ("per_branch_loss", "alpha", "mi", "consensus", "difficulty", "fused", "per_question_loss"):
-        x, y = getattr(a, key), getattr(b, key)
-        assert torch.allclose(x, y, atol=tol, rtol=0), f"{key}: {x} vs {y}"
+def _fusion_tolerance(out, group, cfg, tol=TOL):
+    """Per-branch bound on |S_fast - S_ref| given raw scores that agree to ``tol`` (relative).
+
+    The z-score divides by each question's std, so a last-bit difference in a raw score (another BLAS
+    kernel or reduction order, e.g. an AMD vs an Intel CPU) moves S by about ``delta / std``: near-tied
+    scores amplify it a hundredfold. The bound follows the algebra of z(v) = (v - mean) / (std + eps):
+    a perturbation delta of every entry moves z by at most (2 + |z|) * delta / (std + eps).
+    """
+    terms = [(cfg.use_mi, cfg.beta[0], out.mi), (cfg.use_consensus, cfg.beta[1], out.consensus),
+             (cfg.use_difficulty, cfg.beta[2], out.difficulty)]
+    bound = torch.full((len(group),), tol, dtype=torch.float64)
+    for used, beta, v in terms:
+        if not used or beta == 0:
+            continue
+        v = v.double()
+        delta = tol * max(1.0, v.abs().max().item())
+        for q in group.unique():
+            rows = group == q
+            if int(rows.sum()) < 2:
+                continue
+            std = v[rows].std()
+            z = (v[rows] - v[rows].mean()) / (std + 1e-4)
+            bound[rows] += abs(beta) * (2 + z.abs().max()) * delta / (std + 1e-4)
+    return bound
+
+
+def assert_same(a, b, ga, gb, tol=TOL, group=None, cfg=None):
+    """Fast (``a``) vs reference (``b``) outputs and gradients.
+
+    Raw scores must agree to a relative ``tol``; the fused score and alpha to a tolerance scaled by how
+    much the z-scores amplify raw last-bit differences (``_fusion_tolerance``; plain ``tol`` without
+    ``cfg``). Everything downstream of alpha is compared at ``tol`` only when ``a`` was computed with
+    ``b``'s alpha (see ``compare_paths``), so no amplified difference can hide a wrong loss or gradient.
+    """
+    for key in ("per_branch_loss", "mi", "consensus", "difficulty"):
+        x, y = getattr(a, key).double(), getattr(b, key).double()
+        scale = max(1.0, y.abs().max().item())
+        assert (x - y).abs().max().item() <= tol * scale, f"{key}: {x} vs {y}"
+    s_tol = _fusion_tolerance(b, group, cfg, tol) if cfg is not None else torch.full_like(b.fused, tol).double()
+    assert ((a.fused.double() - b.fused.double()).abs() <= s_tol).all(), f"fused: {a.fused} vs {b.fused} (tol {s_tol})"
+    # softmax(S / tau) is 1/2-Lipschitz per entry in the max norm of S / tau
+    a_tol = tol + 0.5 * s_tol.max().item() / (cfg.temperature if cfg is not None else 1.0)
+    assert torch.allclose(a.alpha, b.alpha, atol=a_tol, rtol=0), f"alpha: {a.alpha} vs {b.alpha} (tol {a_tol:.1e})"
+    if not torch.equal(a.alpha, b.alpha):
+        return  # downstream of a different alpha: compared by compare_paths with the alpha pinned
+    assert torch.allclose(a.per_question_loss, b.per_question_loss, atol=tol, rtol=tol), "per_question_loss"
     for key in ("loss", "loss_sft", "loss_consistency"):
         x, y = getattr(a, key).item(), getattr(b, key).item()
         assert abs(x - y) <= tol * max(1.0, abs(y)), f"{key}: {x} vs {y}"
@@ -45,18 +87,33 @@ def assert_same(a, b, ga, gb, tol=TOL):
         assert torch.allclose(ga[name], gb[name], atol=tol, rtol=1e-4), f"grad {name}"
 
 
+def compare_paths(model, batch, ref_cfg, fast_cfg, monkeypatch):
+    """Reference vs fast in two stages: scores and fusion as computed, then the objective and its
+    gradients with the fast path fed the reference's (S, alpha), so each stage is held to its own
+    tolerance (on another CPU the fused scores may differ by amplified last bits, never the rest)."""
+    import compact.objective as objective
+
+    ref, gref = run(model, batch, ref_cfg)
+    fast, gfast = run(model, batch, fast_cfg)
+    assert_same(fast, ref, gfast, gref, group=batch.group, cfg=ref_cfg)
+    with monkeypatch.context() as m:
+        m.setattr(objective, "_fuse", lambda *a, **k: (ref.fused.clone(), ref.alpha.clone()))
+        pinned, gpinned = run(model, batch, fast_cfg)
+    assert_same(pinned, ref, gpinned, gref, group=batch.group, cfg=ref_cfg)
+    return ref, fast
+
+
 VARIANTS = list(itertools.product(["reference", "masked_mean"], ["element", "head_block"],
                                   ["sequence", "answer_span", "none"]))
 
 
 @pytest.mark.parametrize("mi_variant,widening,consistency", VARIANTS)
-def test_fast_equals_reference(mi_variant, widening, consistency):
+def test_fast_equals_reference(mi_variant, widening, consistency, monkeypatch):
     model = tiny_qwen2()
     batch = synthetic_batch(3, 4, 20, 64, seed=1)
     base = dict(mi_variant=mi_variant, gqa_widening=widening, consistency=consistency, lambda_consistency=0.5)
-    ref, gref = run(model, batch, ObjectiveConfig(path="reference", **base))
-    fast, gfast = run(model, batch, ObjectiveConfig(path="fast", chunk_tokens=7, **base))  # many chunks
-    assert_same(fast, ref, gfast, gref)
+    ref, _ = compare_paths(model, batch, ObjectiveConfig(path="reference", **base),
+                           ObjectiveConfig(path="fast", chunk_tokens=7, **base), monkeypatch)  # many chunks
     if consistency != "none":
         assert ref.n_pairs > 0 and ref.loss_consistency.item() > 0
 
@@ -64,14 +121,55 @@ def test_fast_equals_reference(mi_variant, widening, consistency):
 @pytest.mark.parametrize("extra", [dict(temperature=0.05), dict(weighting="uniform"),
                                    dict(weighting="static", static_weights=[4.0, 1.0, 0.0, 2.0]),
                                    dict(use_mi=False, use_difficulty=False)])
-def test_fast_equals_reference_weightings_and_skips(extra):
+def test_fast_equals_reference_weightings_and_skips(extra, monkeypatch):
     model = tiny_qwen2()
     batch = synthetic_batch(3, 4, 20, 64, seed=2)
-    ref, gref = run(model, batch, ObjectiveConfig(path="reference", **extra))
-    fast, gfast = run(model, batch, ObjectiveConfig(path="fast", chunk_tokens=16, **extra))
-    assert_same(fast, ref, gfast, gref)
+    ref, _ = compare_paths(model, batch, ObjectiveConfig(path="reference", **extra),
+                           ObjectiveConfig(path="fast", chunk_tokens=16, **extra), monkeypatch)
     if "temperature" in extra or "static_weights" in extra:
         assert ref.n_pairs_skipped > 0  # sharp alpha / a zero weight: some pairs fall below the threshold
+
+
+class _ScaledGrad(torch.autograd.Function):
+    """Identity forward, backward scaled by 1 + 1e-3: a deliberately wrong analytic gradient."""
+
+    @staticmethod
+    def forward(ctx, z):
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("extra", [{}, dict(temperature=0.05), dict(use_mi=False, use_difficulty=False)])
+@pytest.mark.parametrize("bug", ["beta", "temperature", "mi", "widening", "lambda", "gradient"])
+def test_parity_check_catches_a_wrong_path(extra, bug, monkeypatch):
+    """The scaled tolerances of assert_same still fail when the fast path is really wrong: small bugs
+    in each stage (a fusion weight off by 10%, the MI or GQA variant swapped, lambda off by 10%, a
+    gradient off by 0.1%) are caught, also in the worst-conditioned settings above."""
+    import compact.objective as objective
+
+    cfg = ObjectiveConfig(**extra)
+    if bug in ("temperature", "lambda") and cfg.temperature < 0.1:
+        pytest.skip("alpha is one-hot at this temperature (every pair skipped): the change moves no output")
+    wrong = dict(extra)
+    if bug == "beta":
+        wrong["beta"] = (1.0, 0.9, 0.5) if not cfg.use_mi else (0.9, 1.0, 0.5)
+    elif bug == "temperature":
+        wrong["temperature"] = cfg.temperature * 1.1
+    elif bug == "mi":
+        wrong["mi_variant"] = "masked_mean"
+    elif bug == "widening":
+        wrong["gqa_widening"] = "head_block"
+    elif bug == "lambda":
+        wrong["lambda_consistency"] = cfg.lambda_consistency * 1.1
+    else:
+        fused = objective._fused
+        monkeypatch.setattr(objective, "_fused", lambda z, *a: fused(_ScaledGrad.apply(z), *a))
+    with pytest.raises(AssertionError):
+        compare_paths(tiny_qwen2(), synthetic_batch(3, 4, 20, 64, seed=2), ObjectiveConfig(path="reference", **extra),
+                      ObjectiveConfig(path="fast", chunk_tokens=16, **wrong), monkeypatch)
 
 
 @pytest.mark.parametrize("path", ["reference", "fast"])

@@ -64,7 +64,8 @@ def test_reference_step_matches_released_implementation(path):
     for key, got in scalars.items():
         rel = abs(got - exp[key]) / abs(exp[key])
         assert rel <= SCALAR_RTOL, f"{key}: relative error {rel:.2e} (got {got!r}, want {exp[key]!r})"
-    assert out.n_pairs + out.n_pairs_skipped == 6
+    k = len(batch.input_ids)
+    assert out.n_pairs + out.n_pairs_skipped == k * (k - 1) // 2  # every pair of the one question
 
 
 def test_fixture_discriminates_the_variants():
@@ -76,3 +77,46 @@ def test_fixture_discriminates_the_variants():
             out = compact_objective(model, batch, ObjectiveConfig(**{**cfg.__dict__, **change}))
             err = (getattr(out, attr).double() - torch.tensor(exp[key], dtype=torch.float64)).abs().max().item()
             assert err > 1e-3, f"{change} should change {key}"
+
+
+@pytest.mark.parametrize("k,kv_heads", [(3, 1), (5, 4)])
+def test_any_fixture_of_the_format(tmp_path, monkeypatch, k, kv_heads):
+    """A fixture of the same format with another K and another number of key-value heads runs through the
+    same test (written here by our reference mode: this checks the test's generality, the K=4 fixture
+    checks the numbers)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(k)
+    cfg = Qwen2Config(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
+                      tie_word_embeddings=True, pad_token_id=0)
+    model = Qwen2ForCausalLM(cfg).eval()
+    model.save_pretrained(tmp_path)
+    gen = torch.Generator().manual_seed(k)
+    length, starts = 18, [3 + i % 3 for i in range(k)]
+    ids = torch.randint(1, 96, (k, length), generator=gen)
+    mask = torch.ones(k, length, dtype=torch.long)
+    for row in range(k):  # right padding of different lengths
+        cut = length - 2 * row
+        ids[row, cut:], mask[row, cut:] = 0, 0
+    inputs = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "gold_ids": [7, 8],
+              "assistant_start": starts, "thinking_ids": [5, 9, 11]}
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
+    cfg_obj = ObjectiveConfig(path="reference")
+    gold = torch.tensor([inputs["gold_ids"]])
+    batch = Batch(input_ids=ids, attention_mask=mask, assistant_start=torch.tensor(starts),
+                  group=torch.zeros(k, dtype=torch.long), teacher=torch.arange(k), gold_ids=gold,
+                  gold_mask=torch.ones_like(gold, dtype=torch.bool), thinking_ids=torch.tensor([5, 9, 11]))
+    model.zero_grad()
+    out = compact_objective(model, batch, cfg_obj)
+    out.loss.backward()
+    expected = {"per_branch_loss": out.per_branch_loss.tolist(), "mi_raw": out.mi.tolist(),
+                "consensus_raw": out.consensus.tolist(), "alpha": out.alpha.tolist(),
+                "loss_sft": out.loss_sft.item(), "loss_consistency": out.loss_consistency.item(),
+                "lambda_consistency": cfg_obj.lambda_consistency, "beta": list(cfg_obj.beta),
+                "temperature": cfg_obj.temperature, "total_loss": out.loss.item(),
+                "grad_global_l2": _grad_global_l2(model)}
+    (tmp_path / "expected.json").write_text(json.dumps(expected))
+    monkeypatch.setenv("COMPACT_REFERENCE_FIXTURE", str(tmp_path))
+    for path in ("reference", "fast"):
+        test_reference_step_matches_released_implementation(path)
