@@ -152,16 +152,28 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a YAML mapping; a top-level ``base: other.yaml`` (relative to this file) is merged under it."""
-    p = resolve(path)
+    from .data.records import decode_utf8
+    from .errors import DataError
+
+    p = resolve(path).resolve()  # normalised: "a/../b.yaml" and "b.yaml" are one file (cycle detection)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     if p in _seen:
-        raise ConfigError(f"config file {p}: 'base' chain loops back to itself")
+        loop = " -> ".join(str(q) for q in _seen[_seen.index(p):] + (p,))
+        raise ConfigError(f"config file {p}: 'base' chain loops back to itself ({loop})")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = decode_utf8(p.read_bytes(), p)
+    except DataError as exc:  # "<file>: not valid UTF-8 (byte 0x.. at line L, column C); ..."
+        raise ConfigError(f"config file {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {p}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         raise ConfigError(f"config file {p}: invalid YAML" + (f" at line {line + 1}" if line is not None else "")) from None
+    except RecursionError:
+        raise ConfigError(f"config file {p}: invalid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p}: top level must be a mapping")
     base = data.pop("base", None)
@@ -169,6 +181,8 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         bases = base if isinstance(base, list) else [base]
         merged: dict[str, Any] = {}
         for b in bases:
+            if not isinstance(b, str) or not b.strip():
+                raise ConfigError(f"config file {p}: 'base' must be a file name or a list of file names, got {b!r}")
             merged = _deep_merge(merged, read_yaml(p.parent / b, _seen + (p,)))
         data = _deep_merge(merged, data)
     return data
