@@ -64,11 +64,19 @@ class Example:
         if isinstance(meta, str):
             try:
                 meta = json.loads(meta)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise DataError("not valid JSON", path=path, record=rid, field="meta") from None
+        if not isinstance(meta, dict):
+            raise DataError(f"expected a JSON object, got {type(meta).__name__}", path=path, record=rid, field="meta")
+        choices = row.get("choices") or ()
+        if isinstance(choices, str) or not isinstance(choices, (list, tuple)) \
+                or not all(isinstance(c, str) and c.strip() for c in choices):
+            raise DataError("expected a list of non-empty strings", path=path, record=rid, field="choices")
+        split = row.get("split") or "train"
+        if not isinstance(split, str):
+            raise DataError(f"expected a string, got {type(split).__name__}", path=path, record=rid, field="split")
         return cls(id=row["id"], question=row["question"], answer=row["answer"], answer_type=row["answer_type"],
-                   source=row["source"], split=row.get("split") or "train",
-                   choices=tuple(row.get("choices") or ()), meta=meta)
+                   source=row["source"], split=split, choices=tuple(choices), meta=meta)
 
 
 def to_dataset(examples: list[Example]):
@@ -95,17 +103,63 @@ def write_jsonl(examples: list[Example], path) -> None:
             fh.write(json.dumps(e.to_row(), sort_keys=True) + "\n")
 
 
+def decode_utf8(data: bytes, path, *, line: int | None = None) -> str:
+    """``data`` as text; bytes that are not UTF-8 are a DataError naming the file, the line and the column.
+
+    ``line`` is the line number when ``data`` is one line of the file; otherwise the line is counted here.
+    A leading byte-order mark is dropped.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        col = exc.start - data.rfind(b"\n", 0, exc.start)
+        byte = f"byte 0x{data[exc.start]:02x}"
+        if line is not None:
+            raise DataError(f"not valid UTF-8 ({byte} at column {col}); save the file as UTF-8", path=str(path),
+                            record=f"line {line}") from None
+        at = 1 + data.count(b"\n", 0, exc.start)
+        raise DataError(f"not valid UTF-8 ({byte} at line {at}, column {col}); save the file as UTF-8",
+                        path=str(path)) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def iter_jsonl(path):
-    """``(line index, row)`` for each non-blank line; invalid JSON is a DataError naming file and line."""
-    with open(path) as fh:
-        for i, line in enumerate(fh):
+    """``(line index, row)`` for each non-blank line, each row a JSON object.
+
+    Invalid JSON, bytes that are not UTF-8, a line that is not an object and a file without a single row
+    are DataErrors naming the file and the line.
+    """
+    n = 0
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError("file not found", path=str(path)) from None
+    except OSError as exc:  # a folder, no permission
+        raise DataError(f"cannot read ({exc.strerror or type(exc).__name__})", path=str(path)) from None
+    with fh:
+        for i, raw in enumerate(fh):
+            line = decode_utf8(raw, path, line=i + 1)
             if not line.strip():
                 continue
             try:
-                yield i, json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"invalid JSON ({exc.msg})", path=str(path), record=i) from None
+            except RecursionError:
+                raise DataError("JSON nested too deeply", path=str(path), record=f"line {i + 1}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"expected a JSON object, got a JSON {_json_kind(row)}", path=str(path),
+                                record=f"line {i + 1}")
+            n += 1
+            yield i, row
+    if not n:
+        raise DataError("no records (the file is empty)", path=str(path))
+
+
+def _json_kind(value) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def read_jsonl(path) -> list[Example]:
+    """The records of a JSONL file; every problem is a DataError naming the file, the record and the field."""
     return [Example.from_row(row, path=str(path), index=i) for i, row in iter_jsonl(path)]
