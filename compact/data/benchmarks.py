@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from ..errors import DataError
 from ..paths import resolve
 from .answers import last_boxed, normalize_number
-from .records import Example
+from .records import Example, decode_utf8
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 
@@ -145,6 +145,13 @@ def _commonsense_qa(row: dict[str, Any], where: str, i: int) -> Example:
     if not isinstance(labels, list) or not isinstance(texts, list) or len(labels) != len(texts) or not labels:
         raise DataError("expected {'label': [...], 'text': [...]} of equal length", path=where, record=rid,
                         field="choices")
+    for name, values in (("label", labels), ("text", texts)):
+        for k, v in enumerate(values):
+            if not isinstance(v, str) or not v.strip():
+                raise DataError(f"expected a non-empty string, got {type(v).__name__} {repr(v)[:40]}", path=where,
+                                record=rid, field=f"choices.{name}[{k}]")
+    if len(set(labels)) != len(labels):
+        raise DataError(f"labels repeat: {labels}", path=where, record=rid, field="choices.label")
     key = row.get("answerKey")
     if not isinstance(key, str) or key.strip().upper() not in labels:
         raise DataError(f"answerKey {key!r} is not one of {labels} (the test split is unlabelled)",
@@ -211,28 +218,39 @@ def read_local_rows(path: str | Path) -> list[dict[str, Any]]:
             return pq.read_table(str(p)).to_pylist()
         except Exception as exc:
             raise DataError(f"unreadable parquet ({type(exc).__name__})", path=str(p)) from None
-    text = p.read_text()
+    try:
+        text = decode_utf8(p.read_bytes(), p)
+    except OSError as exc:
+        raise DataError(f"cannot read ({exc.strerror or type(exc).__name__})", path=str(p)) from None
     if p.suffix == ".jsonl" or (p.suffix == ".json" and not text.lstrip().startswith(("[", "{\"data\""))):
         rows = []
-        for n, line in enumerate(text.splitlines()):
+        for n, line in enumerate(text.split("\n")):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"invalid JSON ({exc.msg})", path=str(p), record=f"line {n + 1}") from None
+            except RecursionError:
+                raise DataError("JSON nested too deeply", path=str(p), record=f"line {n + 1}") from None
             if not isinstance(row, dict):
                 raise DataError("expected a JSON object", path=str(p), record=f"line {n + 1}")
             rows.append(row)
+        if not rows:
+            raise DataError("no records (the file is empty)", path=str(p))
         return rows
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON ({exc.msg} at line {exc.lineno})", path=str(p)) from None
+    except RecursionError:
+        raise DataError("JSON nested too deeply", path=str(p)) from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise DataError("expected a list of JSON objects", path=str(p))
+    if not data:
+        raise DataError("no records (an empty list)", path=str(p))
     return data
 
 
@@ -257,6 +275,8 @@ def load_benchmark(spec: BenchmarkSpec) -> list[Example]:
     else:
         where = spec.path or info.hub_id
         rows = _hub_rows(where, spec.config or info.config, split)
+    if not rows:
+        raise DataError(f"no records in split {split!r}", path=where)
     if spec.limit:
         rows = rows[:spec.limit]
     out, seen = [], set()
