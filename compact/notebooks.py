@@ -89,12 +89,12 @@ def execute(src: Path, out: Path, *, parameters: dict[str, Any] | None = None, t
         except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
             failed_dir.mkdir(parents=True, exist_ok=True)
             kept = failed_dir / f"{src.stem}.failed.ipynb"
+            kept.unlink(missing_ok=True)  # never point at an earlier failure's output
             if tmp_out.is_file():
                 shutil.copyfile(tmp_out, kept)
-            first = str(exc).strip().splitlines()
-            detail = next((ln for ln in reversed(first) if ln.strip()), type(exc).__name__)
-            raise NotebookError(f"notebook {src.name} failed: {detail} (partial output kept at {kept}, "
-                                f"nothing published)") from None
+            kept_note = f"partial output kept at {kept}, " if kept.is_file() else ""
+            raise NotebookError(f"notebook {src.name} failed{_where_failed(exc, nb)}: {_failure_detail(exc)} "
+                                f"({kept_note}nothing published)") from None
         finally:
             if env_jp is None:
                 os.environ.pop("JUPYTER_PATH", None)
@@ -115,6 +115,53 @@ def execute(src: Path, out: Path, *, parameters: dict[str, Any] | None = None, t
                 os.unlink(staged)
     log.info("executed %s -> %s", src.name, out)
     return out
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def _failure_detail(exc: BaseException) -> str:
+    """``ename: evalue`` of the failing cell (first line), else the exception's first non-empty line."""
+    ename = getattr(exc, "ename", None)
+    if ename:
+        evalue = _first_line(getattr(exc, "evalue", "") or "", limit=200)
+        return f"{ename}: {evalue}" if evalue else ename
+    return _first_line(str(exc), limit=200) or type(exc).__name__
+
+
+def _failed_source(exc: BaseException) -> str | None:
+    """The source of the cell that failed: papermill's error carries it; a timeout or a dead kernel is raised
+    from papermill's cell loop, whose frame still holds the cell."""
+    source = getattr(exc, "source", None)
+    if isinstance(source, str):
+        return source
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "papermill_execute_cells":
+            cell = tb.tb_frame.f_locals.get("cell")
+            if isinstance(cell, dict) and isinstance(cell.get("source"), str):
+                source = cell["source"]
+        tb = tb.tb_next
+    return source if isinstance(source, str) else None
+
+
+def _where_failed(exc: BaseException, nb) -> str:
+    """`` in cell 7/20 (`first line of its source`)``, numbered in the source notebook (1-based), or ``""``.
+
+    papermill's index counts the injected-parameters cell (and an error banner) that the source notebook does
+    not have: the cell is found again by its source.
+    """
+    source = _failed_source(exc)
+    if source is None:
+        return ""
+    matches = [k for k, cell in enumerate(nb.cells) if cell.get("source") == source]
+    if not matches:
+        return f" in the injected parameters cell (`{_first_line(source)}`)"
+    executed = getattr(exc, "cell_index", None)  # cells only get added: the source index is <= papermill's
+    k = max((m for m in matches if m <= executed), default=matches[0]) if isinstance(executed, int) else matches[0]
+    return f" in cell {k + 1}/{len(nb.cells)} (`{_first_line(source)}`)"
 
 
 def _strip_volatile(path: Path) -> None:
