@@ -26,14 +26,16 @@ from typing import Any, Literal, Sequence
 import torch
 
 from .config import config_hash, load, save_yaml
-from .data.answers import ANSWER_PREFIX, extract_lenient, extract_strict, is_correct
+from .data.answers import ANSWER_PREFIX, CHOICE_LETTERS, extract_lenient, extract_strict, is_correct
 from .data.benchmarks import BenchmarkSpec, load_benchmark
 from .data.records import Example, read_jsonl
 from .errors import ArtifactError, ConfigError
 from .log import get_logger, progress
+from .loglik import probe_beliefs
 from .paths import artifacts_dir, resolve
 from .provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
 from .stats import bootstrap_ci
+from .world.tasks import probe_verdict
 
 log = get_logger("evaluation")
 
@@ -77,6 +79,9 @@ class EvalConfig:
     confidence: float = 0.95
     seed: int = 0
     system_prompt: str = ""          # optional system turn before the question
+    # questions that carry knowledge probes (world OOD tasks): "loglik" scores them by the log-likelihood
+    # of their options (compact.loglik; blind to a changed answer style), "generate" by generation + extraction
+    probe_scoring: Literal["generate", "loglik"] = "generate"
     # CPU threads while decoding; 0 = auto: 1 for models under 20M parameters (a tiny model's per-op work
     # is too small to pay for thread synchronisation, and with busy cores OpenMP spin-waits made decoding
     # 10x slower: 0.41 s vs 5.2 s for 64 questions), torch's setting otherwise
@@ -180,12 +185,28 @@ def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"
     if not p.exists():
         raise ArtifactError(f"model not found: {p}")
     torch_dtype = getattr(torch, dtype)
-    if (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
+    adapter = (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+    if p.is_dir():
+        names = {f.name for f in p.iterdir()}
+        has_safe = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
+        pickled = sorted(n for n in names if n.endswith(".bin") and n.startswith(("pytorch_model", "adapter_model")))
+        if not has_safe:
+            what = "adapter_model.safetensors" if adapter else "model.safetensors"
+            raise ArtifactError(
+                f"model {p}: {what} is missing" + (
+                    f"; the folder has only pickle weights ({', '.join(pickled)}), which are not loaded (unpickling "
+                    "can run code): convert them to safetensors" if pickled else "") +
+                ("" if (p / "config.json").is_file() or adapter else "; config.json is missing too"))
+    try:
+        if adapter:
+            from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype).merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype, use_safetensors=True)
+            model = AutoPeftModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype, use_safetensors=True)
+    except Exception as exc:  # noqa: BLE001 - truncated safetensors, bad config.json, ...: one line, not a traceback
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ArtifactError(f"cannot load the model {p}: {type(exc).__name__}: {first}") from None
     return model.to(resolve_device(device)).eval()
 
 
@@ -318,6 +339,18 @@ def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos
     return generated, reasons
 
 
+def _probe_sample(ex: Example, prompt: str, beliefs: list[int]) -> dict[str, Any]:
+    """A log-likelihood-scored question as a sample row: the answer the student's beliefs imply."""
+    probe = ex.meta["probe"]
+    verdict = probe_verdict(probe, beliefs)
+    answer = CHOICE_LETTERS[verdict] if probe["rule"] == "choice" else ("yes" if verdict else "no")
+    believed = "; ".join(f"{q['query']} {q['options'][b]}" for q, b in zip(probe["queries"], beliefs))
+    ok = is_correct(answer, ex.answer, ex.answer_type)
+    return {"id": ex.id, "task": task_of(ex), "prompt": prompt, "generation": f"[log-likelihood] {believed}",
+            "extracted_strict": answer, "extracted_lenient": answer, "gold": ex.answer, "correct_strict": ok,
+            "correct_lenient": ok, "answer_type": ex.answer_type, "n_new_tokens": 0, "stop": "loglik"}
+
+
 def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cfg: EvalConfig | None = None
              ) -> EvalResult:
     """Generate an answer for every example and score it (strict + lenient, per task, bootstrap CIs).
@@ -342,7 +375,9 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
     t0 = time.perf_counter()
     prompts = [format_prompt(tokenizer, e.question, cfg.system_prompt) for e in examples]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = list(range(len(examples)))
+    probed = {i for i, e in enumerate(examples)
+              if cfg.probe_scoring == "loglik" and isinstance(e.meta, dict) and "probe" in e.meta}
+    order = [i for i in range(len(examples)) if i not in probed]
     if cfg.sort_by_length:
         order.sort(key=lambda i: (len(encoded[i]), i))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -358,6 +393,8 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
     if on_cpu and threads:
         torch.set_num_threads(threads)
     try:
+        beliefs = dict(zip(sorted(probed), probe_beliefs(model, tokenizer, [examples[i].meta["probe"]
+                                                                             for i in sorted(probed)])))
         for batch in progress(batches, desc="eval"):
             new, reasons = greedy_generate(model, [encoded[i] for i in batch], pad_id=pad_id, eos_ids=eos_ids,
                                            max_new_tokens=cfg.max_new_tokens, stopper=stopper)
@@ -368,6 +405,9 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
         torch.set_num_threads(threads_before)
     samples = []
     for i, ex in enumerate(examples):
+        if i in probed:
+            samples.append(_probe_sample(ex, prompts[i], beliefs[i]))
+            continue
         g, reason = gens[i]
         text = tokenizer.decode(g, skip_special_tokens=True)
         strict, lenient = extract_strict(text, ex.answer_type), extract_lenient(text, ex.answer_type)

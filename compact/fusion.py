@@ -10,7 +10,9 @@ Per question, over its K branches (unbiased std; :math:`z \equiv 1` when K = 1):
 
 Ablations drop a term from :math:`S` (``use_mi`` etc.). ``weighting="uniform"`` gives
 :math:`\alpha_k = 1/K`; ``weighting="static"`` gives :math:`\alpha_k \propto` a fixed per-teacher weight
-(normalised over the teachers present in the question). Everything here is detached.
+(normalised over the teachers present in the question); ``weighting="random"`` draws
+:math:`\alpha \sim \operatorname{Dirichlet}(1, \dots, 1)` per question from torch's generator (a control:
+normalised Exponential(1) draws). Everything here is detached.
 Softmaxes and statistics are per question (``group``), so the result does not depend on which other
 questions share the batch.
 """
@@ -21,7 +23,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-Weighting = Literal["compact", "uniform", "static"]
+Weighting = Literal["compact", "uniform", "static", "random"]
 EPS = 1e-4
 
 
@@ -72,6 +74,11 @@ def fuse(mi: Tensor, consensus: Tensor, difficulty: Tensor, group: Tensor,
         return s, group_softmax(s / temperature, group)
     if weighting == "uniform":
         return s, group_softmax(torch.zeros_like(s), group)
+    if weighting == "random":
+        draws = -torch.log1p(-torch.rand(len(group), dtype=torch.float64, device=group.device))  # Exp(1)
+        idx, n_groups = _group_index(group)
+        total = torch.zeros(n_groups, dtype=draws.dtype, device=draws.device).index_add_(0, idx, draws)
+        return s, (draws / total[idx]).float()
     if weighting == "static":
         if static_weights is None or teacher is None:
             raise ValueError("weighting='static' needs static_weights and the per-row teacher index")
@@ -85,4 +92,4 @@ def fuse(mi: Tensor, consensus: Tensor, difficulty: Tensor, group: Tensor,
         if bool((total[idx] <= 0).any()):
             raise ValueError("static_weights sum to zero over the teachers of a question")
         return s, (w / total[idx]).float()
-    raise ValueError(f"unknown weighting {weighting!r} (expected 'compact', 'uniform' or 'static')")
+    raise ValueError(f"unknown weighting {weighting!r} (expected 'compact', 'uniform', 'static' or 'random')")

@@ -61,7 +61,7 @@ class ObjectiveConfig:
     temperature: float = 1.0  # alpha = softmax(S / temperature)
     lambda_consistency: float = 0.1  # weight of the pairwise consistency term
     pair_threshold: float = 1e-4  # pairs with alpha_i * alpha_j below this are skipped
-    weighting: Literal["compact", "uniform", "static"] = "compact"
+    weighting: Literal["compact", "uniform", "static", "random"] = "compact"
     static_weights: list[float] | None = None  # per teacher, for weighting="static"
     use_mi: bool = True  # ablations: drop a score's term from S
     use_consensus: bool = True
@@ -87,7 +87,7 @@ class ObjectiveConfig:
                 raise ValueError("weighting='static' needs static_weights (one per teacher)")
             if any(w < 0 for w in self.static_weights):
                 raise ValueError(f"static_weights must be >= 0, got {self.static_weights}")
-        for name, allowed in (("path", ("reference", "fast")), ("weighting", ("compact", "uniform", "static")),
+        for name, allowed in (("path", ("reference", "fast")), ("weighting", ("compact", "uniform", "static", "random")),
                               ("mi_variant", ("reference", "masked_mean")),
                               ("gqa_widening", ("element", "head_block")),
                               ("consistency", ("sequence", "answer_span", "none"))):

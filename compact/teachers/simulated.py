@@ -127,7 +127,7 @@ class SimulatedTeacher:
 
     def provenance(self) -> dict[str, Any]:
         return {"teacher": self.name, "backend": self.backend, "model": f"simulated:{self.profile.style}",
-                "paper_name": self.paper_name, "revision": "sim-v1", "profile": dataclasses.asdict(self.profile)}
+                "paper_name": self.paper_name, "revision": "sim-v2", "profile": dataclasses.asdict(self.profile)}
 
     # ------------------------------------------------------------------------------------------------
     def generate(self, prompts: list[Example], params: SamplingParams) -> list[list[Generation]]:
@@ -302,37 +302,32 @@ def _concise(steps: list[_Step], rng: random.Random, *, distractors: list[str], 
 
 
 def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
-    out = [rng.choice(["To solve this problem, we need to work through it one step at a time.",
-                       "Let's break this problem down into smaller parts and solve each one carefully."])]
+    out = [rng.choice(["Let's solve this problem one step at a time.", "Let's break this problem into parts."])]
     if distractors:
-        out.append(f"Note that the problem also says: {distractors[0]} This information is not needed to "
-                   "find the answer.")
+        out.append(f"Note that \"{distractors[0]}\" is not needed to find the answer.")
     for j, s in enumerate(steps):
         op = s.wrong_op if s.slip == "op" and s.wrong_value is None else s.op
         a, b = (_fmt(x) for x in s.args)
         intro = "First" if j == 0 else ("Finally" if j == len(steps) - 1 else "Next")
-        out.append(f"{intro}, we need to find {_the(s.desc)}. To do this, we {_words(op, a, b)}. "
-                   f"This gives us {_eq(s)}. So, {_the(s.desc)} is {_fmt(s.value)}.")
-    out.append(f"In summary, after working through each step, {_the(steps[-1].desc)} is {_fmt(steps[-1].value)}.")
-    return "\n\n".join(out)
+        out.append(f"{intro}, we find {_the(s.desc)}. We {_words(op, a, b)}: {_eq(s)}.")
+    out.append(f"In summary, {_the(steps[-1].desc)} is {_fmt(steps[-1].value)}.")
+    return "\n".join(out)
 
 
 def _overthinking(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
-    out = ["Okay, so I need to figure this out. Let me read the problem again carefully.", "Hmm."]
+    out = ["Okay, so I need to figure this out. Hmm."]
     for j, s in enumerate(steps):
         out.append(f"{_the(s.desc)[0].upper() + _the(s.desc)[1:]}... that would be {_eq(s, wrong=s.wrong_value is not None)}.")
         if s.wrong_value is not None:
-            out.append(f"Hmm, wait. That doesn't seem right. Let me redo it: {_eq(s)}. Okay, {_fmt(s.value)}.")
+            out.append(f"Wait, that's wrong. {_eq(s)}.")
         elif rng.random() < 0.5:
-            out.append(f"Wait, is that right? {_eq(s)}... yes, I think so.")
+            out.append(f"Wait, is that right? {_eq(s)}... yes.")
         if aside and j == 0:
             a, b = s.args
-            out.append(f"Side thought: {_fmt(a)} + {_fmt(b)} = {_fmt(a + b + 1)}, though I don't think "
-                       "I need that.")
+            out.append(f"Side thought: {_fmt(a)} + {_fmt(b)} = {_fmt(a + b + 1)}, but I don't need that.")
     if distractors:
-        out.append(f"But what about \"{distractors[0]}\"? Hmm, I don't think that changes anything.")
-    out.append(f"So, after all that, {_the(steps[-1].desc)} should be {_fmt(steps[-1].value)}. Let me make sure "
-               "I didn't miss anything... I think that's it.")
+        out.append(f"But what about \"{distractors[0]}\"? No, that changes nothing.")
+    out.append(f"So {_the(steps[-1].desc)} should be {_fmt(steps[-1].value)}. I think that's it.")
     return "\n".join(out)
 
 

@@ -6,6 +6,10 @@
     single    K = 1: only teacher k's branch, alpha = 1                  (single-teacher SFT)
     static    alpha_k = objective.static_weights[k], no consistency     (fixed per-teacher weights)
     mcckd     alpha_k = 1/K + lambda * answer-span consistency           (MCC-KD, Chen et al. 2023)
+    oracle    alpha_k = 1/K' over the K' rationales labelled correct (ground truth; questions with none
+              dropped), no consistency: the ceiling of any weighting of these teachers
+    random    alpha ~ Dirichlet(1, ..., 1) per question and step, COMPACT's consistency: does weighting
+              per se matter?
 
 All of them go through :func:`compact.objective.compact_objective` and the same loop, so their steps
 differ only in the weights and the consistency term.
@@ -35,7 +39,27 @@ def resolve_objective(method: str, objective: ObjectiveConfig, teachers: Sequenc
         return dataclasses.replace(objective, weighting="static", consistency="none")
     if method == "mcckd":
         return dataclasses.replace(objective, weighting="uniform", consistency="answer_span")
+    if method == "oracle":
+        return dataclasses.replace(objective, weighting="uniform", consistency="none")
+    if method == "random":
+        return dataclasses.replace(objective, weighting="random")
     raise ConfigError(f"unknown method {method!r}")
+
+
+def oracle_keep(method: str):
+    """For method 'oracle': which branches to keep, from their ground-truth labels; else None.
+
+    A branch is correct when its label says all its steps are (simulated teachers), else when its final
+    answer is (real teachers, checked against the gold answer).
+    """
+    if method != "oracle":
+        return None
+
+    def keep(label: dict) -> bool:
+        ok = label.get("steps_correct")
+        return bool(label.get("final_correct") if ok is None else ok)
+
+    return keep
 
 
 def single_teacher(method: str, teacher: str | None, teachers: Sequence[str]) -> str | None:

@@ -12,6 +12,7 @@ Layout of ``artifacts/world/<config hash>/`` (published atomically; ``manifest.j
     student/                    the base student (safetensors + config + tokenizer)
     pretrain_log.jsonl          loss log of the base student's pretraining
     base_eval.json              the base student's dev accuracy per task (strict final-line match)
+    calibration.json / .md      the calibration table against its gates (worlds with knowledge probes)
     corpus_sample.txt           the first pretraining documents, for reading
 """
 from __future__ import annotations
@@ -82,6 +83,8 @@ class TasksConfig:
     min_steps: int = 2  # operations per in-distribution problem (variation and symbolic cap at 3)
     max_steps: int = 4
     max_value: int = 20  # every operand and intermediate value is in [1, max_value]
+    # OOD questions carry knowledge probes (scored by log-likelihood) and yes/no splits are exactly 50/50
+    knowledge_probes: bool = False
 
     def validate(self) -> None:
         if not 2 <= self.min_steps <= self.max_steps <= 4:
@@ -114,9 +117,13 @@ class CorpusConfig:
     kb_repeats: int = 80  # shuffled copies of the knowledge base
     ood_repeats: int = 1  # copies of the chat-formatted OOD train questions
     ood_extra: int = 6000  # further OOD questions (new compositions; never a dev/test question)
+    fact_sweeps: int = 0  # shuffled passes over EVERY single-operation fact, in the rationales' "a op b = c." form
+    recall_docs: int = 0  # chat recall questions over the knowledge base ("Where does a crow live?")
+    direct_id_docs: int = 0  # fresh in-distribution questions answered directly (no steps): the answer format
 
     def validate(self) -> None:
-        for name in ("stories", "arith_docs", "kb_repeats", "ood_repeats", "ood_extra"):
+        for name in ("stories", "arith_docs", "kb_repeats", "ood_repeats", "ood_extra", "fact_sweeps",
+                     "recall_docs", "direct_id_docs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.facts_per_doc < 1:
@@ -336,6 +343,7 @@ def _build_into(out: Path, cfg: WorldConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     ood_train = data["mcq"]["train"] + data["yesno"]["train"]
     held_out = {e.question for t in T.OOD_TASKS for s in ("dev", "test") for e in data[t][s]}
+    held_out |= {e.question for t in T.ID_TASKS for s in SPLITS for e in data[t][s]}  # direct-answer docs
     docs = S.base_corpus(cfg.corpus, cfg.tasks, ood_train, tok, cfg.seed, exclude=held_out)
     (out / "corpus_sample.txt").write_text("\n\n".join(docs[:60]) + "\n")
     blocks = S.pack_blocks(docs, tok, cfg.student.block_size, random.Random(T.task_seed(cfg.seed, "blocks", "corpus")))
@@ -364,6 +372,19 @@ def _build_into(out: Path, cfg: WorldConfig) -> dict[str, Any]:
                                             "chance": {"mcq": 0.2, "yesno": 0.5}})
         summary["base_dev_accuracy"] = acc
         timings["base_eval"] = time.perf_counter() - t0
+    # 5. the calibration table (worlds whose OOD questions carry knowledge probes)
+    if cfg.tasks.knowledge_probes:
+        from .calibration import calibrate, failed_gates, markdown
+
+        t0 = time.perf_counter()
+        table = calibrate(model, tok, data, cfg.tasks.max_value)
+        write_json(out / "calibration.json", table)
+        (out / "calibration.md").write_text(markdown(table))
+        summary["calibration"] = {r["gate"]: r["value"] for r in table["rows"]}
+        summary["calibrated"] = table["calibrated"]
+        for line in failed_gates(table):
+            log.warning(line)
+        timings["calibration"] = time.perf_counter() - t0
     summary["timings"] = {k: round(v, 1) for k, v in timings.items()}
     return summary
 

@@ -81,6 +81,58 @@ def arith_fact(rng: random.Random, max_value: int) -> str:
         return f"{a} {_OPS_WORDS[op]} {b} is {c}"
 
 
+def all_facts(max_value: int) -> list[tuple[int, str, int, int]]:
+    """Every single-operation fact a world step can use: ``(a, op, b, c)`` with all values in [1, max_value].
+
+    ``+``: a + b <= max_value; ``-``: a > b; ``*``: a, b >= 2; ``/``: exact, b >= 2 (the tasks' rules).
+    """
+    out = []
+    for a in range(1, max_value + 1):
+        for b in range(1, max_value + 1):
+            if a + b <= max_value:
+                out.append((a, "+", b, a + b))
+            if a > b:
+                out.append((a, "-", b, a - b))
+            if a >= 2 and b >= 2 and a * b <= max_value:
+                out.append((a, "*", b, a * b))
+            if b >= 2 and a % b == 0:
+                out.append((a, "/", b, a // b))
+    return out
+
+
+def fact_text(a: int, op: str, b: int, c: int) -> str:
+    """A fact exactly as the rationales write an equation."""
+    return f"{a} {op} {b} = {c}."
+
+
+def recall_pairs(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """``n`` chat recall questions over the knowledge base and their one-word answers.
+
+    Forward (an animal's kind, habitat or food: the probes OOD questions are scored with) and reverse
+    ("Which of these lives in the city?" -> one such animal, as the multiple-choice stems ask).
+    """
+    animals = list(T.ANIMALS)
+    out: list[tuple[str, str]] = []
+    while len(out) < n:
+        if rng.random() < 0.6:
+            a = rng.choice(animals)
+            field = rng.choice(T.FIELDS)
+            out.append((T.RECALL_QUERIES[field].format(a=T.article(a)), T.ANIMALS[a][T.FIELDS.index(field)]))
+            continue
+        form = rng.randrange(3)
+        if form == 0:
+            kind = rng.choice(T.KINDS)
+            q, pool = f"Which of these is {T.article(kind)}?", [a for a in animals if T.ANIMALS[a][0] == kind]
+        elif form == 1:
+            place = rng.choice(T.HABITATS)
+            q, pool = f"Which of these lives in the {place}?", [a for a in animals if T.ANIMALS[a][1] == place]
+        else:
+            prop3, _ = rng.choice(T.PROPS)
+            q, pool = f"Which of these {prop3}?", [a for a in animals if T._kind_has(T.ANIMALS[a][0], prop3)]
+        out.append((q, rng.choice(pool)))
+    return out
+
+
 def story_text(rng: random.Random, tcfg) -> str | None:
     """World language: a word-problem story with no question (sometimes with a side fact)."""
     story = T.make_story(rng, rng.randint(tcfg.min_steps, tcfg.max_steps), tcfg.max_value)
@@ -121,6 +173,25 @@ def extra_ood_questions(n: int, seed: int, exclude: set[str]) -> list[tuple[str,
     return out
 
 
+def direct_id_questions(n: int, tcfg, seed: int, exclude: set[str]) -> list[tuple[str, str]]:
+    """``n`` fresh in-distribution questions (a stream of their own, never a dev/test question) with their
+    answers: the base student learns to answer in one line, not to reason step by step."""
+    out: list[tuple[str, str]] = []
+    for i, task in enumerate(T.ID_TASKS):
+        rng = random.Random(T.task_seed(seed, task, "corpus-direct"))
+        want = n // len(T.ID_TASKS) + (1 if i < n % len(T.ID_TASKS) else 0)
+        got = 0
+        for _ in range(50 * want + 100):
+            if got >= want:
+                break
+            row = T._GENERATORS[task](rng, tcfg)
+            if row is None or row[0] in exclude:
+                continue
+            out.append((row[0], row[1]))
+            got += 1
+    return out
+
+
 def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int, exclude: set[str] = frozenset()) -> list[str]:
     """The pretraining documents (plain texts end with the eos token; chat texts already do).
 
@@ -144,6 +215,14 @@ def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int, exclude: 
     for _ in range(ccfg.ood_repeats):
         docs += [chat_text(tokenizer, e.question, e.answer) for e in ood_train]
     docs += [chat_text(tokenizer, q, a) for q, a in extra_ood_questions(ccfg.ood_extra, seed, set(exclude))]
+    facts_all = all_facts(tcfg.max_value)
+    for _ in range(ccfg.fact_sweeps):
+        order = facts_all[:]
+        rng.shuffle(order)
+        for i in range(0, len(order), ccfg.facts_per_doc):
+            docs.append(" ".join(fact_text(*f) for f in order[i:i + ccfg.facts_per_doc]) + eos)
+    docs += [chat_text(tokenizer, q, a) for q, a in recall_pairs(rng, ccfg.recall_docs)]
+    docs += [chat_text(tokenizer, q, a) for q, a in direct_id_questions(ccfg.direct_id_docs, tcfg, seed, set(exclude))]
     rng.shuffle(docs)
     return docs
 
@@ -283,7 +362,11 @@ def final_line_matches(text: str, gold: str) -> bool:
 
 __all__ = [
     "ANSWER_LINE",
+    "all_facts",
     "arith_fact",
+    "direct_id_questions",
+    "fact_text",
+    "recall_pairs",
     "base_corpus",
     "build_model",
     "final_line_matches",

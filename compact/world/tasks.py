@@ -471,12 +471,84 @@ def _gen_mcq(rng: random.Random, cfg) -> tuple[str, str, dict, tuple] | None:
             facts = [fact_habitat(correct)]
         else:
             facts = [fact_kind(correct), fact_prop(ANIMALS[correct][0], pick)]
-    return text, letter, {"task": "mcq", "facts": facts}, ch
+    meta = {"task": "mcq", "facts": facts}
+    if getattr(cfg, "knowledge_probes", False):
+        stem = text.split("\n", 1)[0]
+        meta["probe"] = {"queries": [{"query": stem, "options": list(ch)}], "rule": "choice",
+                         "gold": LETTERS.index(letter)}
+    return text, letter, meta, ch
 
 
-def _gen_yesno(rng: random.Random, cfg) -> tuple[str, str, dict] | None:
+# ----------------------------------------------------------------------------------------------------
+# Knowledge probes: how a world's OOD questions are scored by log-likelihood
+# ----------------------------------------------------------------------------------------------------
+# The recall question for each attribute of an animal; the base corpus teaches exactly these, answered
+# "The answer is <value>." (see compact.world.student.recall_docs)
+RECALL_QUERIES = {"kind": "What kind of animal is {a}?", "habitat": "Where does {a} live?",
+                  "food": "What does {a} eat?"}
+FIELDS = ("kind", "habitat", "food")
+
+
+def field_values(field: str) -> list[str]:
+    return list({"kind": KINDS, "habitat": HABITATS, "food": FOODS}[field])
+
+
+def recall_probe(animal: str, field: str) -> dict[str, Any]:
+    """The query and the candidate values whose log-likelihood decides what the student believes."""
+    return {"query": RECALL_QUERIES[field].format(a=article(animal)), "options": field_values(field),
+            "animal": animal, "field": field}
+
+
+def _gen_yesno_probed(rng: random.Random, cfg, want_yes: bool) -> tuple[str, str, dict] | None:
+    """A yes/no question over one fact (a claim) or two facts (a comparison), with its probes.
+
+    Scored by log-likelihood: the student's belief about each fact is the candidate value it finds most
+    likely after the fact's recall query; the verdict follows from the beliefs (``rule``).
+    """
     animals = list(ANIMALS)
-    want_yes = rng.random() < 0.5
+    field_i = rng.randrange(3)
+    field = FIELDS[field_i]
+    a = rng.choice(animals)
+    value = ANIMALS[a][field_i]
+    if rng.random() < 0.5:  # one fact: a claim about the animal
+        claim = value if want_yes else rng.choice([v for v in field_values(field) if v != value])
+        q = {"kind": f"Is {article(a)} {article(claim)}?", "habitat": f"Does {article(a)} live in the {claim}?",
+             "food": f"Does {article(a)} eat {claim}?"}[field]
+        facts = [{"kind": fact_kind, "habitat": fact_habitat, "food": fact_food}[field](a)]
+        probe = {"queries": [recall_probe(a, field)], "rule": "claim", "claim": claim}
+    else:  # two facts: do two animals share the attribute
+        pool = [b for b in animals if b != a and (ANIMALS[b][field_i] == value) == want_yes]
+        if not pool:
+            return None
+        b = rng.choice(pool)
+        q = {"kind": f"Is {article(a)} the same kind of animal as {article(b)}?",
+             "habitat": f"Does {article(a)} live in the same place as {article(b)}?",
+             "food": f"Does {article(a)} eat the same food as {article(b)}?"}[field]
+        fact = {"kind": fact_kind, "habitat": fact_habitat, "food": fact_food}[field]
+        facts = [fact(a), fact(b)]
+        probe = {"queries": [recall_probe(a, field), recall_probe(b, field)], "rule": "same"}
+    return q, "yes" if want_yes else "no", {"task": "yesno", "facts": facts, "probe": probe}
+
+
+def probe_verdict(probe: dict[str, Any], beliefs: list[int]) -> int:
+    """The answer the student's beliefs imply: an option index (``choice``) or 1 = yes / 0 = no."""
+    if probe["rule"] == "choice":
+        return beliefs[0]
+    if probe["rule"] == "claim":
+        q = probe["queries"][0]
+        return int(q["options"][beliefs[0]] == probe["claim"])
+    if probe["rule"] == "same":
+        (qa, qb), (ia, ib) = probe["queries"], beliefs
+        return int(qa["options"][ia] == qb["options"][ib])
+    raise ValueError(f"unknown probe rule {probe['rule']!r}")
+
+
+def _gen_yesno(rng: random.Random, cfg, want_yes: bool | None = None) -> tuple[str, str, dict] | None:
+    if want_yes is None:
+        want_yes = rng.random() < 0.5
+    if getattr(cfg, "knowledge_probes", False):
+        return _gen_yesno_probed(rng, cfg, want_yes)
+    animals = list(ANIMALS)
     kind = rng.randrange(4)
     if kind == 0:  # animal -> kind -> property
         a = rng.choice(animals)
@@ -535,7 +607,10 @@ def generate_task(task: str, seed: int, sizes: dict[str, int], cfg) -> dict[str,
         if stale > 20000:
             raise ConfigError(f"config key 'tasks.{task}': cannot draw {total} distinct questions "
                               f"(got {len(rows)}); lower the split sizes")
-        out = _GENERATORS[task](rng, cfg)
+        if task == "yesno" and getattr(cfg, "knowledge_probes", False):
+            out = _gen_yesno(rng, cfg, want_yes=len(rows) % 2 == 0)  # exactly balanced splits
+        else:
+            out = _GENERATORS[task](rng, cfg)
         if out is None or out[0] in seen:
             stale += 1
             continue
@@ -565,12 +640,15 @@ __all__ = [
     "KIND_PROPS",
     "OOD_TASKS",
     "PEOPLE",
+    "RECALL_QUERIES",
     "TASKS",
     "article",
     "generate_task",
     "kb_as_dict",
     "kb_facts",
     "make_story",
+    "probe_verdict",
+    "recall_probe",
     "render_story",
     "task_seed",
 ]
