@@ -5,9 +5,12 @@ A checkpoint ``ckpt-<step>/`` holds
     optimizer.pt        optimizer state_dict (torch.save of tensors/dicts; loaded with weights_only=True)
     scheduler.pt        learning-rate scheduler state_dict
     rng-<rank>.pt       python / numpy / torch (and CUDA) generator states of each process
-    manifest.json       step, epoch, position in the epoch: written last, so its presence marks a complete one
+    manifest.json       step, epoch, position in the epoch, and the sha256 and size of every other file:
+                        written last, so its presence marks a complete one
 It is built in a temporary sibling directory and renamed into place (``provenance.atomic_dir``), so a kill
 at any moment leaves either the old set of checkpoints or the new one, never a half-written directory.
+On resume every file is checked against its recorded sha256 before anything is loaded: a flipped bit or
+a truncated file is an :class:`ArtifactError` naming the file, never a silently different run.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import ArtifactError
-from ..provenance import atomic_dir, is_complete, read_manifest, write_json
+from ..provenance import atomic_dir, file_sha256, is_complete, read_manifest, write_json
 
 _NAME = re.compile(r"^ckpt-(\d+)$")
 
@@ -94,23 +97,72 @@ def save_checkpoint(root: Path, *, step: int, model: torch.nn.Module, optimizer,
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         for rank, state in enumerate(rng_by_rank):
             torch.save(state, tmp / f"rng-{rank}.pt")
+        files = {f.name: {"sha256": file_sha256(f), "bytes": f.stat().st_size}
+                 for f in sorted(tmp.iterdir()) if f.is_file()}
         write_json(tmp / "manifest.json", {"kind": "checkpoint", "step": step, **position,
-                                           "num_processes": len(rng_by_rank)})
+                                           "num_processes": len(rng_by_rank), "files": files})
     for _, old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's manifest, after checking every recorded file's size and sha256 (ArtifactError naming
+    the first file that differs). Checkpoints written before checksums were recorded are loaded unchecked."""
+    meta = read_manifest(path)
+    files = meta.get("files")
+    if files is None:
+        return meta
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{path / 'manifest.json'}: field 'files' is not a mapping")
+    for name, rec in files.items():
+        f = path / name
+        if not f.is_file():
+            raise ArtifactError(f"checkpoint file {f} is missing")
+        size = f.stat().st_size
+        if size != rec.get("bytes"):
+            raise ArtifactError(f"checkpoint file {f} is corrupt: {size} bytes, the manifest records "
+                                f"{rec.get('bytes')} (truncated or overwritten)")
+        if file_sha256(f) != rec.get("sha256"):
+            raise ArtifactError(f"checkpoint file {f} is corrupt: its sha256 differs from the one recorded when "
+                                "it was written")
+    return meta
+
+
+def _load_file(f: Path, loader):
+    """``loader(f)``; any failure (truncated safetensors, garbage pickle, ...) is one line naming the file."""
+    if not f.is_file():
+        raise ArtifactError(f"checkpoint file {f} is missing")
+    try:
+        return loader(f)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors, pickle, zip and torch errors alike
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ArtifactError(f"checkpoint file {f} cannot be loaded ({type(exc).__name__}: {first})") from None
+
+
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler, rank: int) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and this process's RNG; return the manifest (step, position)."""
-    meta = read_manifest(path)
-    try:
-        load_trainable_state(model, load_file(str(path / "model.safetensors")), where=str(path))
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-        rng_file = path / f"rng-{rank}.pt"
-        if rng_file.is_file():  # absent when resuming with more processes than wrote it: fresh RNG
-            set_rng_state(torch.load(rng_file, weights_only=True))
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise ArtifactError(f"checkpoint {path} cannot be loaded: {exc}") from None
+    meta = verify_checkpoint(path)
+
+    def torch_load(f: Path):
+        return torch.load(f, weights_only=True)
+
+    state = _load_file(path / "model.safetensors", lambda f: load_file(str(f)))
+    load_trainable_state(model, state, where=str(path))
+    for name, target in (("optimizer.pt", optimizer), ("scheduler.pt", scheduler)):
+        sd = _load_file(path / name, torch_load)
+        try:
+            target.load_state_dict(sd)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise ArtifactError(f"checkpoint file {path / name} does not fit this run: "
+                                f"{(str(exc).splitlines() or [''])[0][:200]}") from None
+    rng_file = path / f"rng-{rank}.pt"
+    if rng_file.is_file():  # absent when resuming with more processes than wrote it: fresh RNG
+        rng = _load_file(rng_file, torch_load)
+        try:
+            set_rng_state(rng)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise ArtifactError(f"checkpoint file {rng_file} holds no usable RNG state ({exc})") from None
     return meta

@@ -7,12 +7,33 @@ user re-running a config must get the same artifact path.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+import math
+from typing import Literal, Optional, Sequence
 
 from ..objective import ObjectiveConfig
 
-Method = Literal["compact", "uniform", "single", "static", "mcckd"]
+Method = Literal["compact", "uniform", "single", "static", "mcckd", "oracle", "random"]
 Schedule = Literal["constant", "linear", "cosine"]
+
+
+def _finite(key: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return value
+
+
+def _check(key: str, value, *, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False) -> None:
+    """``value`` finite and within [lo, hi] (open ends when asked); the message names the key."""
+    _finite(key, value)
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ValueError(f"{key} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and (value >= hi if hi_open else value > hi):
+        raise ValueError(f"{key} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
+
+
+def _one_of(key: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -38,13 +59,24 @@ class DataConfig:
     max_instances: Optional[int] = None      # first N instances (after the view's order), for smoke runs
 
     def validate(self) -> None:
+        from ..teachers.view import FILTERS, POLICIES
+
         given = [k for k in ("store", "generate", "instances") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give one of data.store, data.generate, data.instances (got {given})")
+        for key in given:
+            if not getattr(self, key).strip():
+                raise ValueError(f"data.{key} is an empty path")
         if self.max_length < 8:
             raise ValueError(f"data.max_length must be >= 8, got {self.max_length}")
         if self.max_instances is not None and self.max_instances < 1:
             raise ValueError("data.max_instances must be >= 1")
+        _one_of("data.policy", self.policy, POLICIES)
+        _one_of("data.correctness_filter", self.correctness_filter, FILTERS)
+        if not self.split and self.instances is None:
+            raise ValueError("data.split must name at least one store key")
+        if len(set(self.teachers)) != len(self.teachers) or not all(t.strip() for t in self.teachers):
+            raise ValueError(f"data.teachers must be distinct non-empty names, got {self.teachers}")
 
 
 @dataclasses.dataclass
@@ -60,8 +92,9 @@ class LoraConfig:
     def validate(self) -> None:
         if self.r < 1 or self.alpha < 1:
             raise ValueError("lora.r and lora.alpha must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("lora.dropout must be in [0, 1)")
+        _check("lora.dropout", self.dropout, lo=0.0, hi=1.0, hi_open=True)
+        if not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one module")
 
 
 @dataclasses.dataclass
@@ -74,6 +107,13 @@ class ModelConfig:
     trust_remote_code: bool = False
     lora: Optional[LoraConfig] = None        # None: full fine-tuning
     attn_implementation: Optional[str] = None  # e.g. "sdpa", "eager"; None: transformers' default
+    # a student folder with only a pickle ``pytorch_model.bin`` (no safetensors) is refused unless this is
+    # set: unpickling can run code. It changes no numbers, so it does not name the run (TrainConfig.identity)
+    allow_pickle: bool = False
+
+    def validate(self) -> None:
+        if self.path is not None and not self.path.strip():
+            raise ValueError("model.path is empty (leave it out to use the world's student)")
 
 
 @dataclasses.dataclass
@@ -93,8 +133,16 @@ class OptimConfig:
     grad_clip: Optional[float] = 1.0
 
     def validate(self) -> None:
-        if self.lr <= 0:
-            raise ValueError("optim.lr must be > 0")
+        _check("optim.lr", self.lr, lo=0.0, lo_open=True)
+        _check("optim.weight_decay", self.weight_decay, lo=0.0)
+        if len(self.betas) != 2:
+            raise ValueError(f"optim.betas must have 2 entries, got {list(self.betas)}")
+        for i, b in enumerate(self.betas):
+            _check(f"optim.betas[{i}]", b, lo=0.0, hi=1.0, hi_open=True)
+        _check("optim.eps", self.eps, lo=0.0, lo_open=True)
+        if self.grad_clip is not None:
+            # a negative max norm would flip the gradient's sign (clip scale max_norm / norm < 0)
+            _check("optim.grad_clip", self.grad_clip, lo=0.0, lo_open=True)
         if self.questions_per_step < 1 or self.micro_batch_questions < 1:
             raise ValueError("optim.questions_per_step and optim.micro_batch_questions must be >= 1")
         if self.epochs < 1:
@@ -111,6 +159,12 @@ class CheckpointConfig:
     keep: int = 2                            # the newest ``keep`` checkpoints stay on disk
     resume: Literal["auto", "never"] = "auto"  # auto: continue from the newest complete checkpoint
 
+    def validate(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"checkpoint.every must be >= 0 (0: none), got {self.every}")
+        if self.keep < 0:
+            raise ValueError(f"checkpoint.keep must be >= 0 (0: keep all), got {self.keep}")
+
 
 @dataclasses.dataclass
 class AcceleratorConfig:
@@ -123,6 +177,15 @@ class LogConfig:
     every: int = 1                           # optimizer steps between log.jsonl records
     alpha_every: int = 1                     # optimizer steps between alpha.jsonl records (0: never)
     tensorboard: bool = False                # accelerate's tensorboard tracker, under <work>/tb
+    # optimizer steps after which the trainable parameters are kept as curve/step-NNNNN.safetensors: the
+    # learning curve (evaluated by the pipeline's curves stage)
+    curve_steps: list[int] = dataclasses.field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.every < 0 or self.alpha_every < 0:
+            raise ValueError(f"log.every and log.alpha_every must be >= 0, got {self.every}, {self.alpha_every}")
+        if any(s < 1 for s in self.curve_steps):
+            raise ValueError(f"log.curve_steps must be >= 1, got {self.curve_steps}")
 
 
 @dataclasses.dataclass
@@ -131,6 +194,11 @@ class DebugConfig:
 
     step_sleep_s: float = 0.0                # slow each step down (kill-and-resume tests)
     nan_at_step: Optional[int] = None        # inject a NaN loss at this optimizer step (1-based)
+
+    def validate(self) -> None:
+        _check("debug.step_sleep_s", self.step_sleep_s, lo=0.0)
+        if self.nan_at_step is not None and self.nan_at_step < 1:
+            raise ValueError(f"debug.nan_at_step must be >= 1, got {self.nan_at_step}")
 
 
 @dataclasses.dataclass
@@ -153,6 +221,17 @@ class TrainConfig:
     debug: DebugConfig = dataclasses.field(default_factory=DebugConfig)
 
     def validate(self) -> None:
+        if not self.name.strip() or any(c in self.name for c in "/\\\0") or self.name.startswith("."):
+            raise ValueError(f"name {self.name!r} must be a non-empty folder name (no '/', no leading '.')")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        _check("objective.temperature", self.objective.temperature, lo=0.0, lo_open=True)
+        _check("objective.lambda_consistency", self.objective.lambda_consistency, lo=0.0)
+        _check("objective.pair_threshold", self.objective.pair_threshold, lo=0.0)
+        for i, b in enumerate(self.objective.beta):
+            _check(f"objective.beta[{i}]", b)
+        for i, w in enumerate(self.objective.static_weights or []):
+            _check(f"objective.static_weights[{i}]", w, lo=0.0)
         if self.method == "single" and self.teacher is None:
             raise ValueError("method 'single' needs `teacher` (a teacher name or index)")
         if self.method != "single" and self.teacher is not None:
@@ -164,4 +243,5 @@ class TrainConfig:
 
         d = to_dict(self)
         d.pop("debug", None)
+        d["model"].pop("allow_pickle", None)  # permission to read a pickle file, not a different run
         return d

@@ -14,7 +14,6 @@ An incomplete last step of an epoch is dropped, so every step sees exactly ``Q``
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import time
@@ -22,13 +21,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from safetensors.torch import save_file
 
 from ..config import save_yaml, to_dict
-from ..errors import ConfigError, TrainingError
+from ..errors import ArtifactError, ConfigError, TrainingError
 from ..log import get_logger, progress, seed_everything
-from ..provenance import artifact_path, atomic_dir, manifest, write_json
+from ..provenance import (append_jsonl, artifact_path, atomic_dir, manifest, read_jsonl_tail, rewrite_jsonl,
+                          write_json)
 from .batching import EncodedQuestion, TruncationStats, collate
-from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
+from .checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, rng_state, save_checkpoint,
+                         trainable_state)
 from .config import TrainConfig
 
 log = get_logger("train")
@@ -102,11 +104,18 @@ def _per_teacher(values: Sequence[float], teachers: Sequence[int], names: Sequen
 
 
 def _truncate_jsonl(path: Path, max_step: int) -> None:
-    """Keep the records up to ``max_step`` (a killed run may have logged steps after its last checkpoint)."""
+    """Keep the records up to ``max_step`` (a killed run may have logged steps after its last checkpoint).
+
+    A last line torn by the kill is dropped with one warning; a bad line elsewhere is a DataError.
+    """
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= max_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    records, torn = read_jsonl_tail(path)
+    if torn:
+        log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run", path, torn)
+    keep = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= max_step]
+    if torn or len(keep) != len(records):
+        rewrite_jsonl(path, keep)
 
 
 def _vec(x) -> list[float]:
@@ -146,8 +155,14 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
     step, elapsed_before, tokens_before = 0, 0.0, 0
     latest = latest_checkpoint(ckpt_root) if cfg.checkpoint.resume == "auto" else None
     if latest is not None:
-        meta = load_checkpoint(latest, model=acc.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
-                               rank=rank)
+        try:
+            meta = load_checkpoint(latest, model=acc.unwrap_model(model), optimizer=optimizer,
+                                   scheduler=scheduler, rank=rank)
+        except ArtifactError as exc:
+            older = [p for _, p in list_checkpoints(ckpt_root) if p != latest]
+            hint = (f"; delete {latest} to resume from {older[-1]}" if older
+                    else f"; delete {latest} (or use --force) to start over")
+            raise ArtifactError(f"{exc}{hint}") from None
         step, elapsed_before, tokens_before = int(meta["step"]), float(meta["elapsed_s"]), int(meta["tokens"])
         if main:
             log.info("resumed from %s (step %d of %d)", latest, step, total)
@@ -234,12 +249,9 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
                     vals = [r[key] for r in records]
                     if all(v is not None for v in vals):
                         entry[key] = _per_teacher(vals, tch, prep.teachers)
-                with alpha_path.open("a") as fh:
-                    for r in records:
-                        fh.write(json.dumps(r) + "\n")
+                append_jsonl(alpha_path, records)  # one write() per line: a kill leaves whole lines
             if cfg.log.every and (step % cfg.log.every == 0 or step == total):
-                with log_path.open("a") as fh:
-                    fh.write(json.dumps(entry) + "\n")
+                append_jsonl(log_path, [entry])
                 if cfg.log.tensorboard:
                     flat = {k: v for k, v in entry.items() if isinstance(v, (int, float))}
                     for key in ("alpha",):
@@ -251,6 +263,9 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
         if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < total:
             _checkpoint(acc, ckpt_root, step, model, optimizer, scheduler, steps_per_epoch,
                         elapsed_before + time.perf_counter() - t0, tokens, cfg.checkpoint.keep)
+        if main and step in cfg.log.curve_steps:
+            (work / "curve").mkdir(exist_ok=True)
+            save_file(trainable_state(acc.unwrap_model(model)), str(work / "curve" / f"step-{step:05d}.safetensors"))
         if after_step is not None:
             after_step(step)
         if cfg.debug.step_sleep_s:
@@ -308,8 +323,9 @@ def _publish(cfg: TrainConfig, prep: Prepared, model, *, out: Path, work: Path, 
             shutil.copyfile(src, tmp / name) if src.is_file() else (tmp / name).write_text("")
         if (work / "checkpoints").is_dir():
             shutil.copytree(work / "checkpoints", tmp / "checkpoints")
-        if (work / "tb").is_dir():
-            shutil.copytree(work / "tb", tmp / "tb")
+        for name in ("tb", "curve"):
+            if (work / name).is_dir():
+                shutil.copytree(work / name, tmp / name)
         save_yaml(cfg, tmp / "config.yaml")
         write_json(tmp / "summary.json", summary)
         write_json(tmp / "manifest.json", manifest(cfg.identity(), kind="run",
