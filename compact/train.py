@@ -11,13 +11,18 @@
     accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.train --config configs/paper/compact_qwen2.5-1.5b_gsm8k.yaml
 
 From Python: ``train(load_config("configs/train/compact.yaml")) -> Path`` (the run's artifact directory,
-reused when complete unless ``force=True``). The directory holds the final model (``save_pretrained``,
+reused when complete unless ``force=True``). The directory is named by the config AND the content of its
+inputs (:func:`inputs_fingerprint`: the instances file, the store's files, the world config, the student's
+files), so an edited input is never answered with an old run. One process at a time works on a run: a
+second ``compact train`` of the same run waits for the first (``--no-wait``: refuses, one line) and then
+reuses its artifact. The directory holds the final model (``save_pretrained``,
 safetensors; merged weights for LoRA plus ``adapter/``), the tokenizer, ``config.yaml``, ``manifest.json``,
 ``log.jsonl`` (per optimizer step), ``alpha.jsonl`` (per branch: alpha and raw scores) and ``summary.json``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -30,11 +35,11 @@ from .config import config_hash, load
 from .errors import ArtifactError, CompactError, ConfigError, TrainingError
 from .log import get_logger, seed_everything, setup_logging
 from .paths import resolve
-from .provenance import is_complete, read_manifest
+from .provenance import file_lock, is_complete, read_manifest, storage_guard, tree_fingerprint
 from .trainer.batching import encode_instances
 from .trainer.config import TrainConfig
 from .trainer.loop import Prepared, make_accelerator, run_dirs, train_loop
-from .trainer.methods import resolve_objective, single_teacher
+from .trainer.methods import oracle_keep, resolve_objective, single_teacher
 
 log = get_logger("train")
 
@@ -117,30 +122,29 @@ def load_instances(cfg: TrainConfig) -> tuple[list, dict[str, Any]]:
     return list(instances), info
 
 
-_INSTANCE_FIELDS = {"id": str, "question": str, "answer": str, "rationales": list, "teachers": list}
-
-
 def read_instances_jsonl(path: Path) -> list:
-    """Instances from JSONL (one :class:`compact.teachers.view.Instance` per line, its fields as keys)."""
-    from .data.records import iter_jsonl
-    from .errors import DataError
-    from .teachers.view import Instance
+    """Instances from JSONL (one :class:`compact.teachers.view.Instance` per line, its fields as keys), checked
+    by the validator every instance reader shares (:func:`compact.teachers.view.read_instance_rows`)."""
+    from .teachers.view import read_instance_rows
 
     if not path.is_file():
         raise ArtifactError(f"instances file not found: {path}")
-    out = []
-    for i, row in iter_jsonl(path):
-        for name, tp in _INSTANCE_FIELDS.items():
-            if not isinstance(row.get(name), tp):
-                raise DataError(f"missing or not a {tp.__name__}", path=str(path), record=row.get("id", i), field=name)
-        if len(row["rationales"]) != len(row["teachers"]) or not row["rationales"]:
-            raise DataError("rationales and teachers must be non-empty lists of the same length", path=str(path),
-                            record=row["id"], field="rationales")
-        out.append(Instance(id=row["id"], question=row["question"], answer=row["answer"],
-                            answer_type=row.get("answer_type", "number"), source=row.get("source", "instances"),
-                            rationales=list(row["rationales"]), teachers=list(row["teachers"]),
-                            labels=list(row.get("labels") or [{} for _ in row["teachers"]])))
-    return out
+    return read_instance_rows(jsonl_lines(path), path=str(path), id_required=True, default_answer_type="number",
+                              default_source="instances")
+
+
+def jsonl_lines(path: Path):
+    """``("line N", row)`` for each non-blank line of a JSONL file (N counted from 1, as editors do)."""
+    from .data.records import iter_jsonl
+    from .errors import DataError
+
+    try:
+        for i, row in iter_jsonl(path):
+            yield f"line {i + 1}", row
+    except DataError as exc:  # iter_jsonl counts lines from 0: report the line an editor shows
+        if isinstance(exc.record, int):
+            raise DataError(str(exc).split(": ", 1)[-1], path=f"{path}, line {exc.record + 1}") from None
+        raise
 
 
 def _select_teachers(inst, teachers: Sequence[str], where: str):
@@ -166,8 +170,21 @@ def check_store_tokenizer(info: dict[str, Any], tokenizer) -> None:
                             f"student's tokenizer is {tokenizer_hash(tokenizer)}: they do not belong together")
 
 
+def _weights_of(path: Path) -> tuple[bool, bool]:
+    """(has safetensors weights, has pickle weights) of a local model folder."""
+    names = {f.name for f in path.iterdir()} if path.is_dir() else set()
+    safe = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
+    pickle = any(n in ("pytorch_model.bin", "pytorch_model.bin.index.json") or
+                 (n.startswith("pytorch_model-") and n.endswith(".bin")) for n in names)
+    return safe, pickle
+
+
 def load_student(cfg: TrainConfig, path: str | Path):
-    """The student model (float32 unless ``model.dtype``), with LoRA adapters when ``model.lora`` is set."""
+    """The student model (float32 unless ``model.dtype``), with LoRA adapters when ``model.lora`` is set.
+
+    Weights are read from safetensors; a folder with only pickle weights (``pytorch_model.bin``) is refused
+    unless ``model.allow_pickle`` is set (unpickling a file can run code).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -176,10 +193,23 @@ def load_student(cfg: TrainConfig, path: str | Path):
         kwargs["revision"] = cfg.model.revision
     if cfg.model.attn_implementation:
         kwargs["attn_implementation"] = cfg.model.attn_implementation
+    local = Path(path)
+    if local.is_dir():
+        safe, pickle = _weights_of(local)
+        if not safe and pickle and not cfg.model.allow_pickle:
+            raise ArtifactError(f"the student {local} has only pickle weights (pytorch_model.bin) and no "
+                                "model.safetensors; loading a pickle can run code: convert it to safetensors or "
+                                "set model.allow_pickle=true")
+        if not safe and not pickle and not (local / "adapter_config.json").is_file():
+            raise ArtifactError(f"the student {local} has no weights (model.safetensors is missing)")
+        kwargs["use_safetensors"] = safe or not cfg.model.allow_pickle
+    elif not cfg.model.allow_pickle:
+        kwargs["use_safetensors"] = True  # a hub id: safetensors only, unless pickle is allowed
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot load the student {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - OSError, safetensors' and transformers' errors alike: one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ArtifactError(f"cannot load the student {path}: {first}") from None
     if cfg.model.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -213,7 +243,9 @@ def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prep
         if instances is None:
             instances, info = load_instances(cfg)
         else:
-            instances = list(instances)
+            from .teachers.view import check_instances
+
+            instances = check_instances(instances, path="the instances given to train()")
             if cfg.data.max_instances is not None:
                 instances = instances[: cfg.data.max_instances]
             info["instances_sha"] = instances_hash(instances)
@@ -240,7 +272,10 @@ def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prep
     objective = resolve_objective(cfg.method, cfg.objective, teachers)
     branch = single_teacher(cfg.method, cfg.teacher, teachers)
     questions, stats = encode_instances(instances, tokenizer, teachers=teachers, max_length=cfg.data.max_length,
-                                        branch_teacher=branch)
+                                        branch_teacher=branch, keep_branch=oracle_keep(cfg.method))
+    if stats.questions_no_branch:
+        log.info("oracle: %d of %d questions have no rationale labelled correct and are left out",
+                 stats.questions_no_branch, len(instances))
     if stats.branches_truncated or stats.questions_dropped:
         log.warning("max_length %d: %d of %d branches truncated (%d tokens cut), %d questions dropped",
                     cfg.data.max_length, stats.branches_truncated, stats.branches, stats.tokens_truncated,
@@ -256,41 +291,102 @@ def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prep
 
 
 # ------------------------------------------------------------------------------------------------- API
+def inputs_fingerprint(cfg: TrainConfig, instances: Sequence | None = None) -> dict[str, Any]:
+    """Content hashes of what a run reads besides its config; they name the run with the config.
+
+    ``data.instances``: the file's bytes; ``data.store``: the files of the selected keys and teachers;
+    ``data.generate``: the store's key (the generate config and its inputs' contents, as the store is
+    named); ``data.world``: the resolved world config; ``model.path`` (a local folder): its files.
+    """
+    from .config import config_hash
+
+    d = cfg.data
+    out: dict[str, Any] = {}
+    if instances is not None:
+        out["instances"] = instances_hash(list(instances))
+    elif d.instances is not None:
+        out["instances"] = tree_fingerprint(resolve(d.instances))
+    elif d.generate is not None:
+        from .teachers.generate import load_config as load_generate, store_root
+
+        out["store"] = store_root(load_generate(d.generate)).name
+    elif d.store is not None:
+        from .teachers.store import RationaleStore
+
+        out["store"] = RationaleStore(resolve(d.store)).fingerprint(d.split, d.teachers or None)
+    if d.world is not None:
+        from .world.build import WorldConfig
+
+        out["world"] = config_hash(load(WorldConfig, d.world))
+    if cfg.model.path is not None and resolve(cfg.model.path).is_dir():
+        out["student"] = model_fingerprint(resolve(cfg.model.path))
+    return out
+
+
+def model_fingerprint(path: Path) -> str:
+    """A content hash of a model folder's own files (weights, config, tokenizer; not sub-folders)."""
+    import hashlib
+
+    from .provenance import file_sha256
+
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file() and not f.name.startswith(".") and f.suffix in (".json", ".safetensors", ".bin", ".model",
+                                                                        ".txt", ".py", ".tiktoken"):
+            h.update(f.name.encode() + b"\0" + file_sha256(f).encode() + b"\n")
+    for sub in ("adapter",):
+        if (path / sub).is_dir():
+            h.update(sub.encode() + model_fingerprint(path / sub).encode())
+    return h.hexdigest()[:16]
+
+
+def artifact_dirs(cfg: TrainConfig, root: Path | None = None, instances: Sequence | None = None) -> tuple[Path, Path]:
+    """(the run's artifact directory, its work directory): named by the config and its inputs' contents."""
+    return run_dirs(_Named(cfg, inputs_fingerprint(cfg, instances)), root)
+
+
 def train(cfg: TrainConfig, *, force: bool = False, root: Path | None = None,
-          instances: Sequence | None = None) -> Path:
-    """Train (or reuse) the run named by ``cfg``; return its artifact directory.
+          instances: Sequence | None = None, wait: bool = True) -> Path:
+    """Train (or reuse) the run named by ``cfg`` and its inputs; return its artifact directory.
 
     ``instances`` (optional) replaces the store: hand-made :class:`compact.teachers.view.Instance` lists
     for tests and notebooks; their content hash then names the artifact together with the config.
-    ``root`` overrides the artifacts root (default ``compact.paths.artifacts_dir()``).
+    ``root`` overrides the artifacts root (default ``compact.paths.artifacts_dir()``). Another process
+    training the same run holds its lock: ``wait=True`` waits for it (then reuses its artifact unless
+    ``force``), ``wait=False`` raises :class:`ArtifactError`.
     """
-    named = cfg if instances is None else _with_instances(cfg, instances)
-    out, work = run_dirs(named, root)
+    fingerprint = inputs_fingerprint(cfg, instances)
+    out, work = run_dirs(_Named(cfg, fingerprint), root)
     if is_complete(out) and not force:
         log.info("run %s is complete: %s (use --force to retrain)", cfg.name, out)
         return out
-    acc = make_accelerator(cfg, work)
-    if force and acc.is_main_process and work.exists():
-        shutil.rmtree(work)
-    acc.wait_for_everyone()
-    work.mkdir(parents=True, exist_ok=True)
-    prep = prepare(cfg, acc, instances=instances)
-    return train_loop(cfg, prep, acc, out=out, work=work)
+    with storage_guard(f"the run {out}"):
+        acc = make_accelerator(cfg, work)
+        lock = (file_lock(out.parent / f".{out.name}.lock", wait=wait, what=f"run {out.name}")
+                if acc.is_main_process else contextlib.nullcontext())
+        with lock:
+            acc.wait_for_everyone()
+            if is_complete(out) and not force:
+                log.info("run %s was completed by another process: %s", cfg.name, out)
+                return out
+            if force and acc.is_main_process and work.exists():
+                shutil.rmtree(work)
+            acc.wait_for_everyone()
+            work.mkdir(parents=True, exist_ok=True)
+            prep = prepare(cfg, acc, instances=instances)
+            prep.provenance["fingerprint"] = fingerprint
+            return train_loop(cfg, prep, acc, out=out, work=work)
 
 
 class _Named:
-    """A config stand-in for naming: the config's identity plus the hand-made instances' hash."""
+    """A config stand-in for naming: the config's identity plus the content hashes of its inputs."""
 
-    def __init__(self, cfg: TrainConfig, instances: Sequence):
+    def __init__(self, cfg: TrainConfig, inputs: dict[str, Any]):
         self.name = cfg.name
-        self._identity = {**cfg.identity(), "instances_sha": instances_hash(list(instances))}
+        self._identity = {**cfg.identity(), "inputs": inputs}
 
     def identity(self) -> dict:
         return self._identity
-
-
-def _with_instances(cfg: TrainConfig, instances: Sequence):
-    return _Named(cfg, instances)
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -299,11 +395,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_common(parser, config_required=True)
     parser.add_argument("--force", action="store_true", help="retrain even when the run's artifact is complete")
+    parser.add_argument("--no-wait", dest="wait", action="store_false",
+                        help="refuse (exit 2) instead of waiting when another process is training the same run")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    out = train(cfg, force=args.force)
+    out = train(cfg, force=args.force, wait=getattr(args, "wait", True))
     if int(os.environ.get("RANK", "0")) == 0:  # one line from the main process, not one per rank interleaved
         print(out, flush=True)
     return 0
@@ -326,4 +424,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["train", "load_config", "prepare", "load_student", "load_tokenizer", "tokenizer_hash", "TrainConfig",
-           "config_hash"]
+           "config_hash", "artifact_dirs", "inputs_fingerprint", "read_instances_jsonl"]
