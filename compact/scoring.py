@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,11 +29,12 @@ import numpy as np
 import torch
 
 from .config import config_hash, load, save_yaml
-from .errors import ConfigError, DataError
+from .errors import ArtifactError, ConfigError, DataError
 from .log import get_logger, progress
 from .objective import ObjectiveConfig
 from .paths import artifacts_dir, resolve
-from .provenance import atomic_dir, is_complete, manifest, write_json
+from .provenance import (MANIFEST, atomic_dir, is_complete, manifest, read_manifest, storage_guard, tree_fingerprint,
+                         write_json)
 
 log = get_logger("scoring")
 
@@ -49,11 +52,21 @@ class ScoreInput:
     limit: int = 0                   # first N instances (0 = all)
 
     def validate(self) -> None:
+        from .teachers.view import POLICIES
+
         if sum(map(bool, (self.store, self.generate, self.path))) != 1:
             raise ValueError("give exactly one of input.store (a rationale store), input.generate (a generate "
                              "config) or input.path (a json/jsonl/parquet file)")
         if self.limit < 0:
             raise ValueError("input.limit must be >= 0")
+        if self.policy not in POLICIES:
+            raise ValueError(f"input.policy must be one of {list(POLICIES)}, got {self.policy!r}")
+        if not self.path and not self.split.strip():
+            raise ValueError("input.split must name a store key (<dataset>-<split>)")
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclasses.dataclass
@@ -77,67 +90,51 @@ class ScoreConfig:
     out: str = ""                    # "" = artifacts/score/<input name>-<hash>
 
     def validate(self) -> None:
-        if not 0.0 <= self.low_consensus_quantile <= 1.0:
-            raise ValueError("low_consensus_quantile must be in [0, 1]")
+        if not math.isfinite(self.low_consensus_quantile) or not 0.0 <= self.low_consensus_quantile <= 1.0:
+            raise ValueError(f"low_consensus_quantile must be in [0, 1], got {self.low_consensus_quantile!r}")
+        if self.low_consensus_z is not None and not (math.isfinite(self.low_consensus_z) and self.low_consensus_z >= 0):
+            raise ValueError(f"low_consensus_z must be a finite number >= 0, got {self.low_consensus_z!r}")
         if self.batch_questions < 1 or self.max_length < 2:
             raise ValueError("batch_questions must be >= 1 and max_length >= 2")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not _DEVICE_RE.fullmatch(self.device):
+            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:<index>, got {self.device!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # input
 
+def _row_locations(p: Path, n_rows: int) -> list[str]:
+    """Where each row of a user file sits: "line N" for JSONL (as read by read_local_rows), else ""."""
+    if p.is_file() and p.suffix in (".jsonl", ".json"):
+        text = p.read_bytes().decode("utf-8", errors="replace").removeprefix("\ufeff")
+        if p.suffix == ".jsonl" or not text.lstrip().startswith(("[", "{\"data\"")):
+            lines = [f"line {n + 1}" for n, line in enumerate(text.split("\n")) if line.strip()]
+            if len(lines) == n_rows:
+                return lines
+    return [""] * n_rows
+
+
 def read_rationale_file(path: str | Path, *, limit: int = 0):
-    """Instances from a user's json / jsonl / parquet file; bad rows raise DataError naming record and field."""
+    """Instances from a user's json / jsonl / parquet file; bad rows raise DataError naming record and field.
+
+    The rows go through the validator every instance reader shares
+    (:func:`compact.teachers.view.read_instance_rows`); ``id``, ``teachers`` and ``answer_type`` are optional.
+    """
     from .data.benchmarks import read_local_rows
-    from .teachers.view import Instance
+    from .teachers.view import read_instance_rows
 
     p = resolve(path)
     where = str(p)
     rows = read_local_rows(p)
+    locations = _row_locations(p, len(rows))
     if limit:
-        rows = rows[:limit]
+        rows, locations = rows[:limit], locations[:limit]
     if not rows:
         raise DataError("no records", path=where)
-    out, seen = [], set()
-    for i, row in enumerate(rows):
-        rid = row.get("id", i)
-        rid = str(rid) if rid is not None else str(i)
-        q = row.get("question")
-        if not isinstance(q, str) or not q.strip():
-            raise DataError("missing or empty string", path=where, record=rid, field="question")
-        ans = row.get("answer")
-        if isinstance(ans, (int, float)) and not isinstance(ans, bool):
-            ans = str(ans)
-        if not isinstance(ans, str) or not ans.strip():
-            raise DataError("missing or empty answer", path=where, record=rid, field="answer")
-        rats = row.get("rationales")
-        if hasattr(rats, "tolist"):
-            rats = rats.tolist()
-        if not isinstance(rats, (list, tuple)) or not rats:
-            raise DataError("expected a non-empty list of strings", path=where, record=rid, field="rationales")
-        for k, r in enumerate(rats):
-            if not isinstance(r, str) or not r.strip():
-                raise DataError("expected a non-empty string", path=where, record=rid, field=f"rationales[{k}]")
-        teachers = row.get("teachers")
-        if hasattr(teachers, "tolist"):
-            teachers = teachers.tolist()
-        if teachers is None:
-            teachers = [f"teacher{k}" for k in range(len(rats))]
-        if not isinstance(teachers, (list, tuple)) or len(teachers) != len(rats) \
-                or not all(isinstance(t, str) and t for t in teachers):
-            raise DataError(f"expected {len(rats)} teacher names (one per rationale)", path=where, record=rid,
-                            field="teachers")
-        if len(set(teachers)) != len(teachers):
-            raise DataError("teacher names repeat", path=where, record=rid, field="teachers")
-        atype = row.get("answer_type") or ""
-        if atype and atype not in ("number", "latex", "choice", "yesno"):
-            raise DataError(f"unknown answer_type {atype!r}", path=where, record=rid, field="answer_type")
-        if rid in seen:
-            raise DataError("duplicate id", path=where, record=rid, field="id")
-        seen.add(rid)
-        out.append(Instance(id=rid, question=q, answer=ans, answer_type=atype, source=p.stem,
-                            rationales=list(rats), teachers=list(teachers), labels=[]))
-    return out
+    return read_instance_rows(zip(locations, rows), path=where, id_required=False, default_answer_type="",
+                              default_source=p.stem, default_teachers=True)
 
 
 def load_input(inp: ScoreInput):
@@ -304,19 +301,70 @@ def _student(cfg: ScoreConfig) -> tuple[str, str]:
     return str(world.student_path), tok
 
 
-def score_dir(cfg: ScoreConfig) -> Path:
+def inputs_fingerprint(cfg: ScoreConfig) -> dict[str, Any]:
+    """Content hashes of what a score reads besides its config: the rationale file or store, the student."""
+    from .train import model_fingerprint
+
+    inp = cfg.input
+    out: dict[str, Any] = {}
+    if inp.path:
+        out["input"] = tree_fingerprint(resolve(inp.path))
+    elif inp.generate:
+        from .teachers.generate import GenerateConfig, store_root
+
+        out["input"] = store_root(load(GenerateConfig, inp.generate)).name
+    elif inp.store:
+        from .teachers.store import RationaleStore
+
+        out["input"] = RationaleStore(resolve(inp.store)).fingerprint([inp.split], inp.teachers or None)
+    if cfg.world and not cfg.student:
+        from .world.build import WorldConfig
+
+        out["world"] = config_hash(load(WorldConfig, cfg.world))
+    for key in ("student", "tokenizer"):
+        value = getattr(cfg, key)
+        if value and resolve(value).is_dir():
+            out[key] = model_fingerprint(resolve(value))
+    return out
+
+
+def score_dir(cfg: ScoreConfig, fingerprint: dict[str, Any] | None = None) -> Path:
+    """``cfg.out``, else ``artifacts/score/<input name>-<hash of the config and its inputs' contents>``."""
     if cfg.out:
         return resolve(cfg.out)
+    fingerprint = inputs_fingerprint(cfg) if fingerprint is None else fingerprint
     name = Path(cfg.input.path).stem if cfg.input.path else cfg.input.split
-    return artifacts_dir() / "score" / f"{name}-{config_hash(cfg)}"
+    return artifacts_dir() / "score" / f"{name}-{config_hash({'config': cfg, 'inputs': fingerprint})}"
+
+
+def _reusable(out: Path, cfg: ScoreConfig, fingerprint: dict[str, Any]) -> bool:
+    """A complete score of this config and these inputs; a folder compact did not write is an error."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise ArtifactError(f"out={out} is a file, not a folder")
+    if not is_complete(out):
+        if any(out.iterdir()):
+            raise ArtifactError(f"out={out} is a non-empty folder that compact did not write (no {MANIFEST}): "
+                                "refusing to write into it; choose a new or empty folder")
+        return False
+    man = read_manifest(out)
+    if man.get("kind") != "score":
+        raise ArtifactError(f"out={out} holds a {man.get('kind')!r} artifact, not a score: refusing to replace it")
+    return (man.get("config_hash") == config_hash(cfg) and man.get("inputs") == fingerprint
+            and (out / "scores.jsonl").is_file())
 
 
 def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, Any]], Path]:
-    """Score ``cfg.input`` with the student and write the table (datasets folder + parquet + jsonl + manifest)."""
+    """Score ``cfg.input`` with the student and write the table (datasets folder + parquet + jsonl + manifest).
+
+    The result is reused when its manifest records this config and the same input contents.
+    """
     from .evaluation import load_model, load_tokenizer
 
-    out = score_dir(cfg)
-    if is_complete(out) and not force:
+    fingerprint = inputs_fingerprint(cfg)
+    out = score_dir(cfg, fingerprint)
+    if _reusable(out, cfg, fingerprint) and not force:
         log.info("reusing %s", out)
         return [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()], out
     instances = load_input(cfg.input)
@@ -324,7 +372,7 @@ def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, 
     model = load_model(student, dtype=cfg.dtype, device=cfg.device)
     tokenizer = load_tokenizer(tok_path)
     rows = score_instances(model, tokenizer, instances, cfg)
-    with atomic_dir(out, overwrite=True) as tmp:
+    with storage_guard(f"the score {out}"), atomic_dir(out, overwrite=True) as tmp:
         ds = to_dataset(rows)
         ds.save_to_disk(str(tmp / "dataset"))
         ds.to_parquet(str(tmp / "scores.parquet"))
@@ -334,7 +382,7 @@ def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, 
         summary = summarize(rows)
         write_json(tmp / "summary.json", summary)
         save_yaml(cfg, tmp / "config.yaml")
-        write_json(tmp / "manifest.json", manifest(cfg, kind="score", extra={"student": student,
+        write_json(tmp / "manifest.json", manifest(cfg, kind="score", extra={"student": student, "inputs": fingerprint,
                                                                              "summary": summary}))
     return rows, out
 

@@ -20,17 +20,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import config as C
 from ..data.benchmarks import BenchmarkSpec, load_benchmark
-from ..data.records import Example, read_jsonl
-from ..errors import ConfigError
+from ..data.records import Example
+from ..errors import ConfigError, DataError
 from ..log import get_logger
 from ..paths import artifacts_dir, resolve
-from ..provenance import is_complete, read_manifest
+from ..provenance import is_complete, read_manifest, storage_guard
 from .base import SamplingParams
 from .simulated import DEFAULT_POOL, SimulatedProfile, SimulatedTeacher
 from .store import RationaleStore, inputs_fingerprint
@@ -39,6 +40,8 @@ log = get_logger("teachers.generate")
 
 DEFAULT_CONFIG = "configs/generate/world.yaml"
 BACKENDS = ("simulated", "hf", "vllm")
+DTYPES = {"hf": ("auto", "float32", "bfloat16", "float16"),
+          "vllm": ("auto", "float32", "bfloat16", "float16", "half", "float")}
 
 
 @dataclass
@@ -66,8 +69,15 @@ class TeacherSpec:
                              f"default names ({', '.join(DEFAULT_POOL)})")
         if self.backend in ("hf", "vllm") and not self.model:
             raise ValueError(f"teacher {self.name!r}: backend {self.backend} needs 'model' (hub id or path)")
-        if self.batch_size < 1 or self.tensor_parallel_size < 1 or self.delay_s < 0:
+        if self.batch_size < 1 or self.tensor_parallel_size < 1 or not (math.isfinite(self.delay_s) and self.delay_s >= 0):
             raise ValueError(f"teacher {self.name!r}: batch_size and tensor_parallel_size must be >= 1, delay_s >= 0")
+        dtypes = DTYPES[self.backend] if self.backend in DTYPES else ("auto",)
+        if self.backend != "simulated" and self.dtype not in dtypes:
+            raise ValueError(f"teacher {self.name!r}: dtype must be one of {list(dtypes)}, got {self.dtype!r}")
+        for key in ("temperature", "top_p"):
+            value = getattr(self.sampling, key, 0.0)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"teacher {self.name!r}: sampling.{key} must be a finite number, got {value!r}")
 
 
 def default_teachers() -> list[TeacherSpec]:
@@ -164,10 +174,42 @@ def load_inputs(inputs: InputsConfig) -> dict[str, list[Example]]:
             out[RationaleStore.key(spec.name, spec.resolved_split)] = load_benchmark(spec)
     else:
         for key, path in inputs.records.items():
-            out[key] = read_jsonl(resolve(path))
+            out[key] = read_records(resolve(path))
     if inputs.limit:
         out = {k: v[:inputs.limit] for k, v in out.items()}
+    if inputs.kind != "records":
+        for key, exs in out.items():
+            _check_unique([(f"record number {i + 1}", ex) for i, ex in enumerate(exs)], f"input {key}")
     return out
+
+
+def read_records(path: Path) -> list[Example]:
+    """Questions from a records JSONL file; an id that repeats is an error naming both lines (the store keys
+    rationales by id: a repeated id would pair one question with another's rationales)."""
+    from ..data.records import iter_jsonl
+
+    if not path.is_file():
+        raise DataError("records file not found", path=str(path))
+    located: list[tuple[str, Example]] = []
+    try:
+        for i, row in iter_jsonl(path):
+            if not isinstance(row, dict):
+                raise DataError(f"expected a JSON object, got {type(row).__name__}", path=f"{path}, line {i + 1}")
+            located.append((f"line {i + 1}", Example.from_row(row, path=str(path), index=f"on line {i + 1}")))
+    except DataError as exc:  # iter_jsonl counts lines from 0: report the line an editor shows
+        if isinstance(exc.record, int) and exc.path == str(path) and exc.field is None:
+            raise DataError(str(exc).split(": ", 1)[-1], path=f"{path}, line {exc.record + 1}") from None
+        raise
+    _check_unique(located, str(path))
+    return [ex for _, ex in located]
+
+
+def _check_unique(located: list[tuple[str, Example]], where: str) -> None:
+    first: dict[str, str] = {}
+    for loc, ex in located:
+        if ex.id in first:
+            raise DataError(f"duplicate id: {loc} repeats {first[ex.id]}", path=where, record=ex.id, field="id")
+        first[ex.id] = loc
 
 
 def make_teacher(spec: TeacherSpec):
@@ -195,8 +237,14 @@ def generate_store(cfg: GenerateConfig, *, teachers: dict[str, Any] | None = Non
     pipeline may reuse a loaded model). Teachers are instantiated only when something is missing.
     """
     root = store_root(cfg)
-    store = RationaleStore(root)
     inputs = load_inputs(cfg.inputs)
+    with storage_guard(f"the rationale store {root}"):
+        return _fill_store(cfg, root, inputs, teachers)
+
+
+def _fill_store(cfg: GenerateConfig, root: Path, inputs: dict[str, list[Example]],
+                teachers: dict[str, Any] | None) -> Path:
+    store = RationaleStore(root)
     store.write_index(dataclasses.replace(cfg, root=""), [t.name for t in cfg.teachers], list(inputs))
     for key, exs in inputs.items():
         store.put_questions(key, exs)

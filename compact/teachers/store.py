@@ -205,6 +205,19 @@ class RationaleStore:
     def manifest(self, key: str, teacher: str) -> dict[str, Any]:
         return read_manifest(self.teacher_dir(key, teacher))
 
+    def fingerprint(self, keys: list[str] | tuple[str, ...], teachers: list[str] | None = None) -> str:
+        """A content hash of the stored questions and rationales of ``keys`` (``teachers``, default: all
+        stored): what a cache of anything computed from them is keyed by."""
+        from ..provenance import tree_fingerprint
+
+        h = hashlib.sha256()
+        for key in sorted(keys):
+            names = ["questions", *(teachers if teachers is not None else self.teachers(key))]
+            for name in names:
+                d = self.root / key / name
+                h.update(f"{key}/{name}:{tree_fingerprint(d) if is_complete(d) else 'missing'}\n".encode())
+        return h.hexdigest()[:16]
+
     # writing -------------------------------------------------------------------------------------------
     def write_index(self, cfg: Any, teachers: list[str], keys: list[str]) -> None:
         """``store.json``: the generate config, teacher order and keys; must match an existing one."""

@@ -21,15 +21,23 @@ with real teachers too; the simulated ground-truth step labels are never used to
 * ``correct_only``: drop the incorrect branches (a question with none left is dropped).
 
 ``labels`` carry each branch's ``final_correct`` / ``steps_correct`` / ``n_errors`` for analysis.
+
+Every reader of instances from a file (``compact train`` with ``data.instances``, ``compact score`` with
+``input.path``, :func:`instances_from_dataset`) goes through ONE validator, :func:`read_instance_rows`:
+a question and a gold answer that are non-empty strings, a known ``answer_type`` whose gold answer is of
+that type (a number for ``number``), a non-empty list of non-blank rationales, one distinct teacher name
+per rationale, and ids that do not repeat. The first violation is a :class:`DataError` naming the file,
+the line (or row), the record and the field.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from ..data.answers import is_correct
+from ..data.answers import canonical, is_correct
+from ..data.records import ANSWER_TYPES
 from ..errors import ConfigError, DataError
 from .store import RationaleStore, check_row
 
@@ -142,19 +150,108 @@ def instances_to_dataset(instances: list[Instance]):
     return datasets.Dataset.from_list([i.to_row() for i in instances], features=features)
 
 
-def instances_from_dataset(ds, *, path: str | None = None) -> list[Instance]:
-    out = []
-    for i, row in enumerate(ds):
-        rats = row.get("rationales")
-        if not isinstance(rats, list) or not rats:
-            raise DataError("expected a non-empty list of rationales", path=path, record=row.get("id", i),
-                            field="rationales")
-        for k, r in enumerate(rats):
-            if not isinstance(r, str) or not r.strip():
-                raise DataError("empty or non-string rationale", path=path, record=row.get("id", i),
-                                field=f"rationales[{k}]")
-        out.append(Instance.from_row(row))
+def _as_list(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (str, bytes)) else value
+
+
+def instance_from_row(row: Any, *, where: str, index: int, id_required: bool = True,
+                      default_answer_type: str = "number", default_source: str = "instances",
+                      default_teachers: bool = False) -> Instance:
+    """Validate one instance row (a mapping with :class:`Instance`'s fields) and build the Instance.
+
+    ``where`` locates the row ("<file>, line 57"); ``index`` is its position (the id when ``id`` may be
+    left out). ``answer_type`` "" means "unknown" (no correctness check anywhere).
+    """
+    if not isinstance(row, dict):
+        raise DataError(f"record number {index + 1}: expected a JSON object, got {type(row).__name__}", path=where)
+    rid = row.get("id")
+    if rid is None and not id_required:
+        rid = str(index)
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        rid = str(rid)
+    if not isinstance(rid, str) or not rid.strip():
+        raise DataError(f"missing or empty id in record number {index + 1} (a non-empty string)", path=where,
+                        field="id")
+
+    def bad(message: str, field: str) -> DataError:
+        return DataError(message, path=where, record=rid, field=field)
+
+    question = row.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise bad("missing or empty question (a non-blank string)", "question")
+    answer = row.get("answer")
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if not isinstance(answer, str) or not answer.strip():
+        raise bad("missing or empty gold answer", "answer")
+    atype = row.get("answer_type", default_answer_type)
+    if atype is None:
+        atype = default_answer_type
+    if not isinstance(atype, str) or (atype and atype not in ANSWER_TYPES):
+        raise bad(f"unknown answer_type {atype!r} (known: {', '.join(ANSWER_TYPES)})", "answer_type")
+    if atype and canonical(answer, atype) is None:
+        raise bad(f"gold answer {answer!r} is not a valid {atype!r} answer", "answer")
+    rats = _as_list(row.get("rationales"))
+    if not isinstance(rats, (list, tuple)) or not rats:
+        raise bad("expected a non-empty list of rationales", "rationales")
+    for k, r in enumerate(rats):
+        if not isinstance(r, str):
+            raise bad(f"expected a string, got {type(r).__name__}", f"rationales[{k}]")
+        if not r.strip():
+            raise bad("empty or blank rationale", f"rationales[{k}]")
+    teachers = _as_list(row.get("teachers"))
+    if teachers is None and default_teachers:
+        teachers = [f"teacher{k}" for k in range(len(rats))]
+    if not isinstance(teachers, (list, tuple)) or len(teachers) != len(rats):
+        raise bad(f"expected {len(rats)} teacher names (one per rationale)", "teachers")
+    for k, t in enumerate(teachers):
+        if not isinstance(t, str) or not t.strip():
+            raise bad("expected a non-empty teacher name", f"teachers[{k}]")
+    dup = [t for k, t in enumerate(teachers) if t in teachers[:k]]
+    if dup:
+        raise bad(f"teacher {dup[0]!r} appears twice", "teachers")
+    labels = row.get("labels")
+    if isinstance(labels, str):
+        try:
+            labels = json.loads(labels)
+        except json.JSONDecodeError:
+            raise bad("not valid JSON", "labels") from None
+    labels = _as_list(labels)
+    if labels is None or labels == []:
+        labels = [{} for _ in teachers]
+    if not isinstance(labels, list) or len(labels) != len(teachers) or not all(isinstance(x, dict) for x in labels):
+        raise bad(f"expected {len(teachers)} label objects (one per rationale)", "labels")
+    source = row.get("source") or default_source
+    if not isinstance(source, str):
+        raise bad("expected a string", "source")
+    return Instance(id=rid, question=question, answer=answer, answer_type=atype, source=source,
+                    rationales=list(rats), teachers=list(teachers), labels=list(labels))
+
+
+def read_instance_rows(rows: Iterable[tuple[str, Any]], *, path: str, **options: Any) -> list[Instance]:
+    """Validate ``(location, row)`` pairs into Instances (location: "line 57", or "" when the record id is
+    enough); ids must not repeat. ``options`` go to :func:`instance_from_row`. Errors name ``path``, the
+    location, the record and the field."""
+    out: list[Instance] = []
+    first: dict[str, str] = {}
+    for index, (loc, row) in enumerate(rows):
+        where = f"{path}, {loc}" if loc else path
+        inst = instance_from_row(row, where=where, index=index, **options)
+        if inst.id in first:
+            raise DataError(f"duplicate id: {loc or f'row {index}'} repeats {first[inst.id]}", path=where,
+                            record=inst.id, field="id")
+        first[inst.id] = loc or f"row {index}"
+        out.append(inst)
     return out
+
+
+def check_instances(instances: Iterable[Instance], *, path: str = "instances") -> list[Instance]:
+    """Validate in-memory Instances with the same rules as the file readers."""
+    return read_instance_rows((("", dataclasses.asdict(inst)) for inst in instances), path=path)
+
+
+def instances_from_dataset(ds, *, path: str | None = None) -> list[Instance]:
+    return read_instance_rows((("", dict(row)) for row in ds), path=path or "dataset")
 
 
 def disagreement(store: RationaleStore, split: str, teachers: list[str] | None = None, sample: int = 0) -> float:
@@ -185,4 +282,4 @@ def summarize(store: RationaleStore) -> list[dict[str, Any]]:
 
 
 __all__ = ["Instance", "build_instances", "instances_to_dataset", "instances_from_dataset", "disagreement",
-           "summarize", "POLICIES", "FILTERS"]
+           "summarize", "POLICIES", "FILTERS", "instance_from_row", "read_instance_rows", "check_instances"]
