@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -85,6 +86,13 @@ class PipelineConfig:
     workers: int = 2
     validation_limit: int = 100                   # dev questions per ID task scored for metric validation
     latent_limit: int = 200                       # OOD questions per task for the PCA shift
+    # learning curves: these runs (first seed) keep their parameters after each of curve_steps, and each
+    # snapshot is scored on the first curve_limit test questions of every ID task
+    curves: list[str] = dataclasses.field(default_factory=list)
+    curve_steps: list[int] = dataclasses.field(default_factory=list)
+    curve_limit: int = 100
+    # publish results from a world whose calibration gates fail (the smoke world: seconds of pretraining)
+    allow_uncalibrated: bool = False
 
     def validate(self) -> None:
         names = [r.name for r in self.runs] + [m.name for m in self.merges]
@@ -102,6 +110,13 @@ class PipelineConfig:
             raise ValueError("give `world` (embedded world) or `base_model` (real student)")
         if not self.evals:
             raise ValueError("`evals` must name at least one eval config")
+        unknown = [c for c in self.curves if c not in known]
+        if unknown:
+            raise ValueError(f"curves names unknown runs {unknown}")
+        if self.curves and not self.curve_steps:
+            raise ValueError("curves needs curve_steps")
+        if self.curve_limit < 1:
+            raise ValueError("curve_limit must be >= 1")
 
 
 def profile_path(profile: str) -> Path:
@@ -143,6 +158,8 @@ def train_config_for(cfg: PipelineConfig, spec: RunSpec, seed: int):
 
     over = [*([f"data.world={cfg.world}"] if cfg.world else []), f"data.generate={cfg.generate}",
             *cfg.train_overrides, *spec.overrides, f"seed={seed}", f"name={spec.name}-s{seed}"]
+    if spec.name in cfg.curves and seed == min(spec.seeds):
+        over.append(f"log.curve_steps=[{','.join(str(s) for s in cfg.curve_steps)}]")
     return load_config(spec.config, over)
 
 
@@ -190,7 +207,8 @@ def make_plan(cfg: PipelineConfig) -> Plan:
     keys["eval"] = {mid: _h({"eval": eval_probe, "model": k})
                     for mid, k in {"base": keys["world"], **run_keys, **merge_keys}.items()}
     keys["results"] = _h({"eval": keys["eval"], "world": keys["world"], "generate": keys["generate"],
-                          "analysis": [cfg.validation_limit, cfg.latent_limit]})
+                          "analysis": [cfg.validation_limit, cfg.latent_limit],
+                          "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit]})
     nb_params = notebook_parameters(cfg)
     keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"]})
                          for p in selected_notebooks(cfg)}
@@ -250,22 +268,22 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _train_worker(tcfg) -> str:
+def _train_worker(tcfg, force: bool = False) -> str:
     from .log import setup_logging
     from .train import train
 
     setup_logging("WARNING")
-    return str(train(tcfg))
+    return str(train(tcfg, force=force))
 
 
-def _eval_worker(ecfgs) -> tuple[list[str], dict]:
+def _eval_worker(ecfgs, force: bool = False) -> tuple[list[str], dict]:
     from .evaluation import run_eval
     from .log import setup_logging
 
     setup_logging("WARNING")
     dirs, metrics = [], {}
     for ecfg in ecfgs:
-        result, out = run_eval(ecfg)
+        result, out = run_eval(ecfg, force=force)
         dirs.append(str(out))
         metrics.update({t: m for t, m in result.metrics.items() if t != "all"})
     return dirs, metrics
@@ -339,9 +357,10 @@ class Runner:
 
     def train_all(self) -> dict[str, Path]:
         self.store()
-        runs = self.plan.runs  # under --force, run_pipeline has already cleared their artifacts
+        runs = self.plan.runs
         log.info("stage training: %d runs on %d workers", len(runs), self.plan.cfg.workers)
-        done = self._timed("training", lambda: _map(self.plan.cfg.workers, _train_worker, runs, "run"))
+        worker = functools.partial(_train_worker, force=self.force)
+        done = self._timed("training", lambda: _map(self.plan.cfg.workers, worker, runs, "run"))
         return {k: Path(v) for k, v in done.items()}
 
     def merge_all(self, run_dirs: dict[str, Path]) -> dict[str, Path]:
@@ -362,7 +381,8 @@ class Runner:
     def evaluate_all(self, models: dict[str, Path]) -> dict[str, dict]:
         jobs = {mid: eval_configs_for(self.plan.cfg, str(path)) for mid, path in models.items()}
         log.info("stage evaluation: %d models", len(jobs))
-        done = self._timed("evaluation", lambda: _map(self.plan.cfg.workers, _eval_worker, jobs, "eval"))
+        worker = functools.partial(_eval_worker, force=self.force)
+        done = self._timed("evaluation", lambda: _map(self.plan.cfg.workers, worker, jobs, "eval"))
         return {k: {"dirs": v[0], "metrics": v[1]} for k, v in done.items()}
 
     def base_model(self) -> Path | str:
@@ -370,7 +390,22 @@ class Runner:
         return w.student_path if w is not None else self.plan.cfg.base_model
 
 
-def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False) -> dict[str, Any]:
+def check_calibration(world, *, allow: bool) -> list[str]:
+    """The world's failed calibration gates; an error unless ``allow`` (then they are published with it)."""
+    if world is None or not (world.path / "calibration.json").is_file():
+        return []
+    from .world.calibration import failed_gates
+
+    failed = failed_gates(json.loads((world.path / "calibration.json").read_text()))
+    if failed and not allow:
+        raise CompactError(f"world {world.path.name} is not calibrated ({failed[0]}"
+                           + (f"; +{len(failed) - 1} more" if len(failed) > 1 else "")
+                           + "): results from it are not published; pass --allow-uncalibrated to publish anyway")
+    return failed
+
+
+def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False,
+                 allow_uncalibrated: bool = False) -> dict[str, Any]:
     """Bring every stage of ``cfg`` up to date (lazily) and optionally build the book."""
     from . import report
     from .notebooks import execute
@@ -382,18 +417,15 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
     results.mkdir(parents=True, exist_ok=True)
     reg = read_registry(results)
     stale = stale_report(plan)
-    if force:
-        from .paths import artifacts_dir
-        from .trainer.loop import run_dirs
-        import shutil
+    # --force re-executes THIS profile's stages in place: each artifact is replaced atomically when its
+    # stage re-runs (train/eval with force=True, merges rewritten), nothing of other profiles is touched;
+    # temporary folders that killed runs left anywhere under the artifacts root are removed first
+    from .paths import artifacts_dir
+    from .provenance import clean_stale_partials
 
-        for tcfg in plan.runs.values():
-            out, work = run_dirs(tcfg)
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(artifacts_dir() / "eval", ignore_errors=True)
-        shutil.rmtree(artifacts_dir() / "merges", ignore_errors=True)
+    clean_stale_partials(artifacts_dir(), recursive=True, max_depth=6)
     if force or stale["results"]:
+        uncalibrated = check_calibration(runner.world(), allow=allow_uncalibrated or cfg.allow_uncalibrated)
         run_dirs_ = runner.train_all()
         merge_dirs = runner.merge_all(run_dirs_)
         models = {"base": runner.base_model(), **run_dirs_, **merge_dirs}
@@ -413,11 +445,13 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
             "evals": {mid: {"dirs": [_rel(Path(d)) for d in v["dirs"]], "metrics": v["metrics"]}
                       for mid, v in evals.items()},
             "config": to_dict(cfg),
+            "uncalibrated": uncalibrated,
         }
         log.info("stage results")
         runner._timed("results", lambda: report.write_all(registry, results, runner=runner,
                                                           validation_limit=cfg.validation_limit,
-                                                          latent_limit=cfg.latent_limit))
+                                                          latent_limit=cfg.latent_limit,
+                                                          curves=cfg.curves, curve_limit=cfg.curve_limit))
         registry["manifest"] = manifest(cfg, kind="pipeline")
         registry["keys"]["notebooks"] = {}
         write_json(results / REGISTRY, registry)
@@ -465,6 +499,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--book", action="store_true", help="build the Jupyter Book at the end")
     parser.add_argument("--force", action="store_true", help="re-execute every stage, ignoring caches")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is stale; run nothing")
+    parser.add_argument("--allow-uncalibrated", action="store_true",
+                        help="publish results from a world whose calibration gates fail (the book says so)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -475,6 +511,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"profile": cfg.profile, "runs": list(plan.runs), "merges": list(plan.merges),
                           "stale": stale_report(plan), "keys": plan.keys}, indent=1))
         return 0
-    summary = run_pipeline(cfg, force=args.force, book=args.book)
+    summary = run_pipeline(cfg, force=args.force, book=args.book, allow_uncalibrated=args.allow_uncalibrated)
     print(json.dumps(summary, indent=1))
     return 0
