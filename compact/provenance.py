@@ -172,6 +172,7 @@ def _process_start(pid: int) -> int:
 
 
 _OWNER = f"{_HOST}-{os.getpid()}-{_process_start(os.getpid())}"
+_STARTED = time.time()  # this process's start, as far as partial folders are concerned
 
 
 def _owner() -> str:
@@ -192,15 +193,28 @@ def _pid_alive(pid: int, start: int) -> bool:
     return not (start and now and now != start)  # the pid was reused by a younger process
 
 
+def _newest_mtime(p: Path) -> float:
+    """The latest modification time of a folder and its direct entries (a file being written keeps it fresh)."""
+    newest = p.lstat().st_mtime
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(p):
+            with contextlib.suppress(OSError):
+                newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+    return newest
+
+
 def _is_stale(p: Path) -> bool:
-    """A temporary folder whose owner is gone (same host), or one that is very old (another host, legacy)."""
-    m = _TEMP_RE.match(p.name)
-    if m and m["host"] == _HOST:
-        return not _pid_alive(int(m["pid"]), int(m["start"]))
+    """A temporary folder whose owner is gone (same host) and that nobody touched since this process started,
+    or one that is very old (another host, or no owner in its name)."""
     try:
-        return time.time() - p.lstat().st_mtime > STALE_AGE_S
+        newest = _newest_mtime(p)
     except FileNotFoundError:
         return False
+    m = _TEMP_RE.match(p.name)
+    if m and m["host"] == _HOST:
+        # both conditions: a live writer in another pid namespace on this host cannot look dead and idle
+        return not _pid_alive(int(m["pid"]), int(m["start"])) and newest < _STARTED
+    return time.time() - newest > STALE_AGE_S
 
 
 def _is_temp(p: Path, name: str | None = None) -> bool:
@@ -492,12 +506,13 @@ def rewrite_jsonl(path: str | Path, records: Iterable[Any]) -> None:
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: str | Path) -> str:
-    """The full sha256 hex digest of a file (memoised per process by path, size and mtime)."""
+def file_sha256(path: str | Path, *, memo: bool = True) -> str:
+    """The full sha256 hex digest of a file (memoised per process by path, size and mtime unless ``memo``
+    is False: verification must read the bytes, a flipped bit changes neither size nor mtime)."""
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_MEMO:
+    if key not in _HASH_MEMO or not memo:
         h = hashlib.sha256()
         with open(p, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):

@@ -417,7 +417,9 @@ def test_stale_partials_of_dead_owners_are_removed(tmp_path):
         d.mkdir()
         (d / "half.bin").write_bytes(b"x")
     old = time.time() - P.STALE_AGE_S - 60
-    os.utime(legacy, (old, old))
+    for d in (dead, live, legacy, other_art):  # left before this process started
+        for q in (d / "half.bin", d):
+            os.utime(q, (old, old))
     with P.atomic_dir(final) as tmp:
         P.write_json(tmp / P.MANIFEST, {"ok": 1})
     assert not dead.exists() and not legacy.exists()  # dead owner; older than a day without an owner
@@ -431,6 +433,8 @@ def test_interrupted_fallback_swap_is_restored(tmp_path):
     aside = tmp_path / f".art.old-{P._HOST}-{_dead_pid()}-1-ab"
     aside.mkdir()
     P.write_json(aside / P.MANIFEST, {"ok": 1})
+    for q in (aside / P.MANIFEST, aside):
+        os.utime(q, (P._STARTED - 10, P._STARTED - 10))
     P.clean_stale_partials(tmp_path)
     assert P.is_complete(final) and not aside.exists()
 
