@@ -66,7 +66,7 @@ class ScoreInput:
 
 
 DTYPES = ("float32", "bfloat16", "float16")
-_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_DEVICE_RE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 
 
 @dataclasses.dataclass
@@ -99,7 +99,7 @@ class ScoreConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.fullmatch(self.device):
-            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:<index>, got {self.device!r}")
+            raise ValueError(f"device must be auto, cpu, mps, cuda[:<index>] or xpu[:<index>], got {self.device!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
