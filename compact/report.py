@@ -136,7 +136,8 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
 
 
 def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_bootstrap: int = 1000,
-              validation_limit: int = 100, latent_limit: int = 200) -> dict[str, Any]:
+              validation_limit: int = 100, latent_limit: int = 200, curves: Sequence[str] = (),
+              curve_limit: int = 100) -> dict[str, Any]:
     """Write every table and figure of the results stage under ``results``."""
     import matplotlib.pyplot as plt
 
@@ -151,6 +152,20 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     fig = plot_main(tables["main_table"])
     written["main/accuracy"] = save_figure(fig, "main/accuracy", prov, root=results)
     plt.close(fig)
+
+    # the instrument: the world's calibration table, as the build measured it
+    world = runner.world() if runner is not None else None
+    if world is not None and (world.path / "calibration.json").is_file():
+        import json
+
+        table = json.loads((world.path / "calibration.json").read_text())
+        written["calibration/calibration"] = write_table("calibration/calibration", table["rows"], prov, root=results)
+    if curves and runner is not None:
+        rows = learning_curves(registry, runner, curves, limit=curve_limit)
+        written["curves/learning_curves"] = write_table("curves/learning_curves", rows, prov, root=results)
+        fig = plot_curves(rows)
+        written["curves/learning_curves_fig"] = save_figure(fig, "curves/learning_curves", prov, root=results)
+        plt.close(fig)
 
     models = _models(registry)
     seed0 = {mid: m for mid, m in models.items() if m.get("seed", 0) == min(
@@ -182,6 +197,92 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
                                                  **common)))
     log.info("results stage wrote %d artifacts under %s", len(written), results)
     return written
+
+
+def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *, limit: int = 100) -> list[dict]:
+    """In-distribution accuracy of each snapshot a curve run kept (step 0 = the base student).
+
+    Each snapshot's parameters go into the run's own student (LoRA-wrapped when the run used LoRA) and
+    answer the first ``limit`` test questions of every ID task with the profile's evaluation settings.
+    Cached under ``artifacts/curves/`` by the runs' keys, the snapshots and the evaluation config.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    from .config import config_hash
+    from .evaluation import evaluate, load_examples
+    from .paths import artifacts_dir
+    from .provenance import atomic_dir, is_complete, manifest
+    from .train import load_config as load_train_config, load_student, load_tokenizer
+    from .trainer.checkpoint import load_trainable_state
+
+    id_tasks = list(registry["tasks"]["id"])
+    models = _models(registry)
+    runs = registry.get("runs", {})
+    chosen = {}
+    for name in names:
+        mids = sorted((m for m in runs if models[m]["name"] == name), key=lambda m: models[m]["seed"])
+        if mids:
+            chosen[name] = mids[0]
+    ecfg = eval_config_for_curves(registry, limit)
+    key = config_hash({"runs": {n: registry["keys"]["runs"][m] for n, m in chosen.items()}, "eval": ecfg,
+                       "tasks": id_tasks})
+    out = artifacts_dir() / "curves" / key
+    if is_complete(out):
+        return json.loads((out / "curves.json").read_text())
+    examples = load_examples(ecfg.data)
+    tokenizer = load_tokenizer(runner.base_model())
+    rows: list[dict] = []
+
+    def score(model, name, label, step):
+        res = evaluate(model, tokenizer, examples, ecfg)
+        accs = {t: res.metrics[t]["strict"] for t in id_tasks if t in res.metrics}
+        rows.append({"method": label, "name": name, "step": step, **accs,
+                     "id_mean": float(np.mean(list(accs.values())))})
+
+    for name, mid in chosen.items():
+        run_dir = resolve(runs[mid]["path"])
+        tcfg = load_train_config(run_dir / "config.yaml")
+        model = load_student(tcfg, runner.base_model())
+        score(model, name, models[mid]["label"], 0)
+        for snap in sorted((run_dir / "curve").glob("step-*.safetensors")):
+            load_trainable_state(model, load_file(str(snap)), where=str(snap))
+            score(model, name, models[mid]["label"], int(snap.stem.split("-")[1]))
+        log.info("learning curve of %s: %d points", name, sum(r["name"] == name for r in rows))
+    with atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "curves.json").write_text(json.dumps(rows, indent=1))
+        (tmp / "manifest.json").write_text(json.dumps(manifest(ecfg, kind="curves"), default=str, indent=1))
+    return rows
+
+
+def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
+    """The profile's first evaluation config, restricted to the ID tasks' first ``limit`` questions."""
+    from .config import load
+    from .evaluation import EvalConfig
+
+    cfg = registry["config"]
+    world = [f"data.world={cfg['world']}"] if cfg.get("world") else []
+    tasks = ",".join(registry["tasks"]["id"])
+    return load(EvalConfig, cfg["evals"][0], [*world, *cfg.get("eval_overrides", []), f"data.tasks=[{tasks}]",
+                                              f"data.limit={limit}", "model=<curve>"])
+
+
+def plot_curves(rows: Sequence[Mapping[str, Any]]):
+    """In-distribution accuracy against the optimizer step, one line per method."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        pts = sorted((r["step"], 100 * r["id_mean"]) for r in rows if r["name"] == name)
+        label = next(r["method"] for r in rows if r["name"] == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xlabel("optimizer step", fontsize=11)
+    ax.set_ylabel("ID accuracy (%), test subset", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def _score_store(registry: Mapping[str, Any], runner, *, limit: int = 150) -> Path | None:

@@ -133,25 +133,33 @@ def test_greedy_generation_is_batched_and_stops(smoke_world):
     assert tok.padding_side == "right"  # restored
 
 
-def test_base_corpus_has_no_in_distribution_questions(smoke_world):
+def test_base_corpus_teaches_facts_and_answers_but_no_reasoning(smoke_world):
     cfg = _smoke_cfg()
     tok = smoke_world.tokenizer
-    ood = smoke_world.examples("mcq", "train") + smoke_world.examples("yesno", "train")
     held_out = {e.question for t in ("mcq", "yesno") for s in ("dev", "test") for e in smoke_world.examples(t, s)}
-    docs = S.base_corpus(cfg.corpus, cfg.tasks, ood, tok, cfg.seed, exclude=held_out)
+    id_questions = {e.question for t in ("arith", "variation", "symbolic") for s in ("train", "dev", "test")
+                    for e in smoke_world.examples(t, s)}
+    docs = S.base_corpus(cfg.corpus, cfg.tasks, [], tok, cfg.seed, exclude=held_out | id_questions)
     text = "\n".join(docs)
     turns = re.findall(r"<\|user\|>\n(.*?)<\|end\|>\n<\|assistant\|>\n(.*?)<\|end\|>", text, flags=re.DOTALL)
     users = {q for q, _ in turns}
-    assert {e.question for e in ood} <= users  # the OOD train questions are taught
-    assert len(users) > len(ood)  # plus fresh compositions
-    assert not users & held_out  # never a dev/test question
-    assert all(re.fullmatch(r"The answer is ([A-E]|yes|no)\.", a) for _, a in turns)  # answers only
-    assert all(q.startswith(("Which", "What", "Where", "Does", "Is")) for q in users)
-    for task in ("arith", "variation", "symbolic"):
-        for e in smoke_world.examples(task, "train")[:20]:
-            assert e.question not in text
-    assert "How many" not in text and "Solve for x" not in text
+    assert not users & held_out  # never an OOD dev/test question
+    assert not users & id_questions  # never an ID question of any split: direct answers use fresh ones
+    assert all(re.fullmatch(r"The answer is [^\n]+\.", a) for _, a in turns)  # one-line answers only
+    assert any(q.startswith("How many") or q.startswith(("Solve", "What is x", "Find x")) for q in users)
+    assert any(q.startswith("Where does") for q in users)  # the recall questions the probes ask
     assert not any(w + "," in text for w in ("First", "Therefore", "So"))  # no rationales
+    for a, op, b, c in S.all_facts(cfg.tasks.max_value)[:50]:  # every fact, in the rationales' form
+        assert S.fact_text(a, op, b, c) in text
+
+
+def test_all_facts_follow_the_task_rules():
+    facts = S.all_facts(20)
+    assert len(facts) == len(set(facts)) == 453
+    for a, op, b, c in facts:
+        assert all(1 <= v <= 20 for v in (a, b, c))
+        assert op != "*" or (a >= 2 and b >= 2)
+        assert op != "/" or (b >= 2 and a == b * c)
 
 
 def test_both_tokenizer_loaders_agree(smoke_world):
@@ -168,12 +176,8 @@ def test_both_tokenizer_loaders_agree(smoke_world):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The default world's base student. Measured on default builds (500 pretraining steps): yes/no dev
-# 68-70% (chance 50%); multiple choice 16-22%, i.e. AT chance (20%): the base student does not yet pick
-# the right letter reliably, so only the format is asserted for mcq. In-distribution: 0% on all three tasks.
-# The default world is built when missing (about 4 minutes on 2 cores): the acceptance test of the world.
-OOD_MIN = {"yesno": 0.60}
-ID_MAX = 0.05
+# The default world's base student, against the calibration gates (compact.world.calibration). The default
+# world is built when missing (about 10-15 minutes on 2 cores): the acceptance test of the instrument.
 
 
 @pytest.fixture(scope="session")
@@ -183,32 +187,25 @@ def default_world():
     return build_world(load(WorldConfig, configs_dir() / "world" / "default.yaml"))
 
 
-def _accuracy(world, task, limit=200):
-    """Fraction of dev questions whose greedy answer ends with `The answer is <gold>.`."""
-    exs = world.examples(task, "dev")[:limit]
-    outs = S.generate(world.load_student(), world.tokenizer, [e.question for e in exs], max_new_tokens=16)
-    pat = re.compile(r"The answer is (.+?)\.\s*$")
-    hits = 0
-    for o, e in zip(outs, exs):
-        m = pat.search(o.strip())
-        hits += bool(m and m.group(1).strip() == e.answer)
-    return hits / len(exs)
+@pytest.mark.slow
+def test_default_world_is_calibrated(default_world):
+    import json
+
+    from compact.world.calibration import GATES, failed_gates
+
+    table = json.loads((default_world.path / "calibration.json").read_text())
+    assert [r["gate"] for r in table["rows"]] == [g.name for g in GATES]
+    assert not failed_gates(table), failed_gates(table)
+    assert table["ood"]["yesno"]["answer_shares"] == {"no": 0.5, "yes": 0.5}  # balanced: majority = chance
+    assert default_world.summary()["calibrated"] is True
 
 
 @pytest.mark.slow
-def test_default_base_student_answers_yesno_above_chance(default_world):
-    assert _accuracy(default_world, "yesno") >= OOD_MIN["yesno"]
+def test_default_calibration_is_what_the_student_does(default_world):
+    """The table is not taken on trust: the facts and an OOD split are re-measured here."""
+    from compact.world.calibration import fact_accuracy, probe_accuracy
 
-
-@pytest.mark.slow
-def test_default_base_student_answers_mcq_in_format(default_world):
-    exs = default_world.examples("mcq", "dev")[:50]
-    outs = S.generate(default_world.load_student(), default_world.tokenizer, [e.question for e in exs],
-                      max_new_tokens=16)
-    assert all(re.fullmatch(r"The answer is [A-E]\.", o.strip()) for o in outs)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("task", ["arith", "variation", "symbolic"])
-def test_default_base_student_cannot_reason_yet(default_world, task):
-    assert _accuracy(default_world, task) <= ID_MAX
+    model, tok = default_world.load_student(), default_world.tokenizer
+    facts = fact_accuracy(model, tok, default_world.cfg.tasks.max_value)
+    assert facts["worst"] >= 0.95, facts["per_op"]
+    assert probe_accuracy(model, tok, default_world.examples("mcq", "test"))["accuracy"] >= 0.60

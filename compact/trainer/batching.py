@@ -52,6 +52,7 @@ class TruncationStats:
     branches_truncated: int = 0
     tokens_truncated: int = 0
     questions_dropped: int = 0
+    questions_no_branch: int = 0  # oracle: questions without a rationale labelled correct
     dropped_ids: list[str] = dataclasses.field(default_factory=list)  # the first 20
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,8 +118,13 @@ def encode_question(instance, tokenizer, *, teacher_index: dict[str, int], branc
 
 
 def encode_instances(instances: Sequence, tokenizer, *, teachers: Sequence[str], max_length: int,
-                     branch_teacher: str | None = None) -> tuple[list[EncodedQuestion], TruncationStats]:
-    """Encode every instance (all branches, or only ``branch_teacher``'s); check tokenizer/store fit."""
+                     branch_teacher: str | None = None, keep_branch=None
+                     ) -> tuple[list[EncodedQuestion], TruncationStats]:
+    """Encode every instance (all branches, or only ``branch_teacher``'s); check tokenizer/store fit.
+
+    ``keep_branch(label) -> bool`` (the oracle control) keeps only the branches whose ground-truth label
+    it accepts; a question with none left is dropped and counted in ``stats.questions_no_branch``.
+    """
     teacher_index = {name: i for i, name in enumerate(teachers)}
     stats = TruncationStats(max_length=max_length)
     out: list[EncodedQuestion] = []
@@ -131,6 +137,12 @@ def encode_instances(instances: Sequence, tokenizer, *, teachers: Sequence[str],
             if branch_teacher not in inst.teachers:
                 raise DataError(f"no rationale from teacher {branch_teacher!r}", record=inst.id, field="teachers")
             ks = [inst.teachers.index(branch_teacher)]
+        if keep_branch is not None:
+            labels = inst.labels or [{} for _ in inst.teachers]
+            ks = [k for k in (ks if ks is not None else range(len(inst.teachers))) if keep_branch(labels[k])]
+            if not ks:
+                stats.questions_no_branch += 1
+                continue
         q = encode_question(inst, tokenizer, teacher_index=teacher_index, branches=ks, max_length=max_length,
                             stats=stats)
         if q is not None:
