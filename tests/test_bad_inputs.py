@@ -256,3 +256,14 @@ def test_timed_out_notebook_names_its_cell(tmp_path, monkeypatch):
     msg = str(info.value)
     assert "\n" not in msg and "cell 4/4 (`time.sleep(60)`)" in msg and "timed out" in msg, msg
     assert "partial output kept" not in msg or Path(msg.split("partial output kept at ")[1].split(",")[0]).is_file()
+
+
+def test_store_shard_not_utf8(tmp_path):
+    """A rationale-store shard with non-UTF-8 bytes is one DataError naming the file and line."""
+    from compact.errors import DataError
+    from compact.teachers.store import _read_shard
+
+    shard = tmp_path / "shard-00000.jsonl"
+    shard.write_bytes(b'{"id": "b\xff"}\n')
+    with pytest.raises(DataError, match=r"shard-00000\.jsonl.*line 1"):
+        list(_read_shard(shard))

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from ..config import config_hash, to_dict
 from ..data.answers import extract_strict, is_correct
-from ..data.records import Example, from_dataset, to_dataset
+from ..data.records import Example, decode_utf8, from_dataset, to_dataset
 from ..errors import ArtifactError, DataError
 from ..log import get_logger
 from ..provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
@@ -348,8 +348,9 @@ class RationaleStore:
 
 
 def _read_shard(path: Path) -> Iterator[dict]:
-    with open(path) as fh:
-        for i, line in enumerate(fh):
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh):
+            line = decode_utf8(raw, path, line=i + 1)
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
