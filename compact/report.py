@@ -160,6 +160,8 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
 
         table = json.loads((world.path / "calibration.json").read_text())
         written["calibration/calibration"] = write_table("calibration/calibration", table["rows"], prov, root=results)
+        written["calibration/rationales"] = write_table("calibration/rationales", rationale_lengths(registry, runner),
+                                                        prov, root=results)
     if curves and runner is not None:
         rows = learning_curves(registry, runner, curves, limit=curve_limit)
         written["curves/learning_curves"] = write_table("curves/learning_curves", rows, prov, root=results)
@@ -197,6 +199,31 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
                                                  **common)))
     log.info("results stage wrote %d artifacts under %s", len(written), results)
     return written
+
+
+def rationale_lengths(registry: Mapping[str, Any], runner) -> list[dict]:
+    """Per teacher: training branches, their token lengths (prompt + rationale, chat-formatted) and how many
+    the training max_length would cut (the instrument's second gate: none may be cut)."""
+    from .teachers.view import build_instances
+    from .train import load_config as load_train_config, load_tokenizer
+    from .trainer.batching import encode_question
+
+    first = next(iter(registry.get("runs", {}).values()), None)
+    if first is None:
+        return []
+    tcfg = load_train_config(resolve(first["path"]) / "config.yaml")
+    tokenizer = load_tokenizer(runner.base_model())
+    instances = [i for key in tcfg.data.split for i in build_instances(runner.store(), key)]
+    rows = []
+    for name in dict.fromkeys(t for inst in instances for t in inst.teachers):
+        lengths = sorted(len(encode_question(inst, tokenizer, teacher_index={name: 0},
+                                             branches=[inst.teachers.index(name)], max_length=10**9).branches[0])
+                         for inst in instances)
+        rows.append({"teacher": name, "branches": len(lengths), "median_tokens": lengths[len(lengths) // 2],
+                     "p95_tokens": lengths[int(0.95 * (len(lengths) - 1))], "max_tokens": lengths[-1],
+                     "max_length": tcfg.data.max_length,
+                     "cut": sum(n > tcfg.data.max_length for n in lengths)})
+    return rows
 
 
 def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *, limit: int = 100) -> list[dict]:

@@ -145,7 +145,9 @@ def test_base_corpus_teaches_facts_and_answers_but_no_reasoning(smoke_world):
     users = {q for q, _ in turns}
     assert not users & held_out  # never an OOD dev/test question
     assert not users & id_questions  # never an ID question of any split: direct answers use fresh ones
-    assert all(re.fullmatch(r"The answer is [^\n]+\.", a) for _, a in turns)  # one-line answers only
+    # one-line answers, at most one equation before them (single-step questions): no step-by-step rationale
+    assert all(re.fullmatch(r"(\d+ [-+*/] \d+ = \d+\.\n)?The answer is [^\n]+\.", a) for _, a in turns)
+    assert any("\n" in a for _, a in turns)
     assert any(q.startswith("How many") or q.startswith(("Solve", "What is x", "Find x")) for q in users)
     assert any(q.startswith("Where does") for q in users)  # the recall questions the probes ask
     assert not any(w + "," in text for w in ("First", "Therefore", "So"))  # no rationales

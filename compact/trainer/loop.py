@@ -184,6 +184,8 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
         order = epoch_order(n, cfg.seed, epoch)
         global_ids = order[in_epoch * q_step:(in_epoch + 1) * q_step]
         local_ids = global_ids[rank * q_local:(rank + 1) * q_local]
+        # micro-batches of questions of similar length pad less (every question's loss and alpha are its own)
+        local_ids = sorted(local_ids, key=lambda i: (max(len(b) for b in prep.questions[i].branches), i))
         step += 1
         sums = torch.zeros(4, dtype=torch.float64)  # loss, loss_sft, loss_consistency, tokens (weighted)
         records: list[dict[str, Any]] = []

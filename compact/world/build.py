@@ -41,7 +41,7 @@ from . import tasks as T
 
 log = get_logger("world")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: knowledge probes, calibration table, single-step corpus
 DEFAULT_CONFIG = "configs/world/default.yaml"
 
 
@@ -120,10 +120,11 @@ class CorpusConfig:
     fact_sweeps: int = 0  # shuffled passes over EVERY single-operation fact, in the rationales' "a op b = c." form
     recall_docs: int = 0  # chat recall questions over the knowledge base ("Where does a crow live?")
     direct_id_docs: int = 0  # fresh in-distribution questions answered directly (no steps): the answer format
+    single_step_docs: int = 0  # one-operation questions of the ID forms answered directly: the atomic step
 
     def validate(self) -> None:
         for name in ("stories", "arith_docs", "kb_repeats", "ood_repeats", "ood_extra", "fact_sweeps",
-                     "recall_docs", "direct_id_docs"):
+                     "recall_docs", "direct_id_docs", "single_step_docs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.facts_per_doc < 1:

@@ -85,7 +85,7 @@ def probe_accuracy(model, tokenizer, examples: Sequence[Example]) -> dict[str, A
 
 
 def calibrate(model, tokenizer, data: dict[str, dict[str, list[Example]]], max_value: int, *,
-              split: str = "test", id_max_new_tokens: int = 16) -> dict[str, Any]:
+              split: str = "test", id_max_new_tokens: int = 32) -> dict[str, Any]:
     """The calibration table of a built world's base student (``data``: task -> split -> records)."""
     from ..data.answers import extract_strict, is_correct
     from .student import generate

@@ -145,10 +145,11 @@ def story_text(rng: random.Random, tcfg) -> str | None:
     return " ".join(sents)
 
 
-def chat_text(tokenizer, question: str, answer: str) -> str:
+def chat_text(tokenizer, question: str, answer: str, work: str = "") -> str:
+    """A chat turn answered in one line (``work``: an equation line written before it)."""
+    content = (work + "\n" if work else "") + ANSWER_LINE.format(answer)
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER_LINE.format(answer)}],
-        tokenize=False)
+        [{"role": "user", "content": question}, {"role": "assistant", "content": content}], tokenize=False)
 
 
 def extra_ood_questions(n: int, seed: int, exclude: set[str]) -> list[tuple[str, str]]:
@@ -192,6 +193,34 @@ def direct_id_questions(n: int, tcfg, seed: int, exclude: set[str]) -> list[tupl
     return out
 
 
+def single_step_questions(n: int, tcfg, seed: int, exclude: set[str]) -> list[tuple[str, str, str]]:
+    """``n`` ONE-operation questions of the in-distribution forms (a story step, a story step with
+    distractors and the question first, a single-operation expression): (question, answer, equation).
+
+    The atomic skill every rationale step uses: find the two numbers in the question, write the operation
+    on them as ``a op b = c.`` and answer. Chaining two to four such steps, carrying results from one to
+    the next, is what the base student has not learned (the ID tasks need 2-4).
+    """
+    import dataclasses
+
+    one = dataclasses.replace(tcfg, min_steps=1, max_steps=1)
+    out: list[tuple[str, str]] = []
+    for i, task in enumerate(T.ID_TASKS):
+        rng = random.Random(T.task_seed(seed, task, "corpus-single-step"))
+        want = n // len(T.ID_TASKS) + (1 if i < n % len(T.ID_TASKS) else 0)
+        got = 0
+        for _ in range(50 * want + 100):
+            if got >= want:
+                break
+            row = T._GENERATORS[task](rng, one)
+            if row is None or row[0] in exclude or len(row[2].get("steps", [])) != 1:
+                continue
+            st = row[2]["steps"][0]
+            out.append((row[0], row[1], fact_text(st["args"][0], st["op"], st["args"][1], st["value"])))
+            got += 1
+    return out
+
+
 def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int, exclude: set[str] = frozenset()) -> list[str]:
     """The pretraining documents (plain texts end with the eos token; chat texts already do).
 
@@ -223,6 +252,8 @@ def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int, exclude: 
             docs.append(" ".join(fact_text(*f) for f in order[i:i + ccfg.facts_per_doc]) + eos)
     docs += [chat_text(tokenizer, q, a) for q, a in recall_pairs(rng, ccfg.recall_docs)]
     docs += [chat_text(tokenizer, q, a) for q, a in direct_id_questions(ccfg.direct_id_docs, tcfg, seed, set(exclude))]
+    docs += [chat_text(tokenizer, q, a, work) for q, a, work in single_step_questions(ccfg.single_step_docs, tcfg, seed,
+                                                                                     set(exclude))]
     rng.shuffle(docs)
     return docs
 
@@ -367,6 +398,7 @@ __all__ = [
     "direct_id_questions",
     "fact_text",
     "recall_pairs",
+    "single_step_questions",
     "base_corpus",
     "build_model",
     "final_line_matches",
