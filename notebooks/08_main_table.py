@@ -23,7 +23,10 @@
 # targets (`arith`, `variation`, `symbolic`); out-of-distribution (OOD) tasks (`mcq`, `yesno`) hold knowledge
 # the base student had before distillation and should keep.
 #
-# Accuracy is strict: the generation's final line must read `The answer is X.` with the right `X`. For every
+# In-distribution accuracy is strict: the generation's final line must read `The answer is X.` with the right
+# `X`. Out-of-distribution questions are scored by log-likelihood, as the base student was calibrated (the
+# options of a multiple-choice question, the facts a yes/no question rests on; see *The instrument*), so a
+# student that now answers everything with a rationale is scored on what it knows, not on its format. For every
 # method we report the mean and standard deviation over its seeds, and a 95% bootstrap interval over
 # questions of the seed-averaged accuracy,
 #
