@@ -23,6 +23,8 @@ It is a proxy (not an MI estimator); :mod:`compact.hsic` gives a kernel estimate
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Iterable, Literal
 
 import torch
@@ -98,3 +100,30 @@ def mi_proxy(hidden: Tensor, lm_head_weight: Tensor, gold_ids: Tensor, gold_mask
         keep = (pos >= start) & (pos <= last_nonpad(attention_mask.to(h.device))[:, None])  # (N, L)
         return (jumps * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
     raise ValueError(f"unknown MI variant {variant!r} (expected 'reference' or 'masked_mean')")
+
+
+@contextlib.contextmanager
+def zero_pad_attention(model, attention_mask: Tensor):
+    """Within the block, every attention layer returns zeros at PAD query positions of ``attention_mask``.
+
+    This is what flash-attention 2 (the released trainer's backend) does: it drops pad tokens and scatters
+    its output back into zeros, while sdpa and eager let a pad query attend to the real tokens before it.
+    The hidden states of real tokens are the same either way (right padding: no real token attends to a
+    pad), so only scores that read pad positions change, i.e. reference-mode MI, which sums over the
+    padded row. Runs on any device; used to show the difference without a GPU.
+    """
+    keep = attention_mask.bool()[..., None]  # (N, L, 1)
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, tuple):
+            return (output[0] * keep.to(output[0].dtype),) + tuple(output[1:])
+        return output * keep.to(output.dtype)
+
+    handles = [m.register_forward_hook(hook) for name, m in model.named_modules()
+               if name.endswith("self_attn")]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+

@@ -179,6 +179,20 @@ def _weights_of(path: Path) -> tuple[bool, bool]:
     return safe, pickle
 
 
+def resolve_attn_implementation(name: str | None) -> str | None:
+    """``"auto"``: flash-attention 2 on a CUDA machine that has ``flash_attn`` (the released trainer's backend),
+    else transformers' default (sdpa). Backends differ at PAD positions, which reference-mode MI sums over:
+    flash-attention returns zeros there, sdpa lets pad queries attend to the real tokens before them
+    (:func:`compact.adaptability.zero_pad_attention` reproduces the flash semantics on any device)."""
+    if name != "auto":
+        return name
+    import importlib.util
+
+    import torch
+
+    return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else None
+
+
 def load_student(cfg: TrainConfig, path: str | Path):
     """The student model (float32 unless ``model.dtype``), with LoRA adapters when ``model.lora`` is set.
 
@@ -191,8 +205,9 @@ def load_student(cfg: TrainConfig, path: str | Path):
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.revision:
         kwargs["revision"] = cfg.model.revision
-    if cfg.model.attn_implementation:
-        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    attn = resolve_attn_implementation(cfg.model.attn_implementation)
+    if attn:
+        kwargs["attn_implementation"] = attn
     local = Path(path)
     if local.is_dir():
         safe, pickle = _weights_of(local)

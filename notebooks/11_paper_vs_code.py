@@ -125,6 +125,37 @@ mi["share of reference M outside the rationale"] = [share[t] if v == "reference"
 mi.round(4)
 
 # %% [markdown]
+# ### The attention backend moves reference MI
+#
+# The released trainer loads the student with flash-attention 2, which drops pad tokens and returns zeros
+# at their positions; transformers' default (sdpa, and eager) lets a pad query attend to the real tokens
+# before it. Real tokens' hidden states are identical under both (right padding: no real token attends to a
+# pad), so the loss, consensus and masked MI do not change, but reference MI sums ReLU jumps over the
+# padded row and does. `model.attn_implementation: auto` (the paper config) picks flash-attention on a GPU
+# that has it; `compact.adaptability.zero_pad_attention` reproduces its pad semantics on any device, as here.
+
+# %%
+import contextlib
+
+from compact.adaptability import zero_pad_attention
+
+b = batch_of(dev[:4])
+args = (W_U, b.gold_ids, b.gold_mask, b.group, b.input_ids, b.attention_mask, b.assistant_start, b.thinking_ids)
+backend_rows = {}
+for backend in ("sdpa", "flash-attention 2"):
+    with zero_pad_attention(student, b.attention_mask) if backend != "sdpa" else contextlib.nullcontext():
+        h = student(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1]
+    for v in ("reference", "masked_mean"):
+        backend_rows[backend, v] = mi_proxy(h, *args, v)
+backend_mi = pd.DataFrame({f"{v}, {bk}": m.tolist() for (bk, v), m in backend_rows.items()})
+backend_mi.insert(0, "teacher", [teachers[int(t)] for t in b.teacher])
+findings["MI: max change sdpa -> flash pad semantics (reference)"] = float(
+    (backend_rows["sdpa", "reference"] - backend_rows["flash-attention 2", "reference"]).abs().max())
+findings["MI: max change sdpa -> flash pad semantics (masked_mean)"] = float(
+    (backend_rows["sdpa", "masked_mean"] - backend_rows["flash-attention 2", "masked_mean"]).abs().max())
+backend_mi.round(4)
+
+# %% [markdown]
 # ## 2. Grouped-query keys widened element by element
 #
 # The student has fewer key/value heads than query heads. Attention pairs query head $h$ with key head

@@ -232,3 +232,32 @@ def test_explicit_answer_span_overrides_the_search():
     batch.answer_span = torch.zeros(2, 10, dtype=torch.bool)
     out = _core(logits, batch, ObjectiveConfig(consistency="answer_span"))
     assert out.n_pairs == 0 and out.n_pairs_no_span == 1
+
+
+def test_flash_attention_pad_semantics_move_reference_mi_only():
+    """flash-attention 2 (the released backend) returns zeros at pad positions; sdpa does not. Real tokens'
+    states are the same under both, so the loss and masked MI agree, and reference MI (summed over the
+    padded row) does not: M_k depends on the attention backend in reference mode."""
+    from compact.adaptability import zero_pad_attention
+    from compact.objective import ObjectiveConfig, compact_objective, synthetic_batch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         tie_word_embeddings=True, pad_token_id=0)).eval()
+    batch = synthetic_batch(2, 3, 20, 64, seed=11)
+    assert not bool(batch.attention_mask.all())  # right padding present
+    out = {}
+    for backend in ("sdpa", "flash"):
+        for variant in ("reference", "masked_mean"):
+            cfg = ObjectiveConfig(mi_variant=variant)
+            with torch.no_grad():
+                if backend == "flash":
+                    with zero_pad_attention(model, batch.attention_mask):
+                        out[backend, variant] = compact_objective(model, batch, cfg)
+                else:
+                    out[backend, variant] = compact_objective(model, batch, cfg)
+    assert torch.allclose(out["sdpa", "masked_mean"].mi, out["flash", "masked_mean"].mi, atol=1e-6)
+    assert torch.allclose(out["sdpa", "reference"].per_branch_loss, out["flash", "reference"].per_branch_loss, atol=1e-6)
+    assert not torch.allclose(out["sdpa", "reference"].mi, out["flash", "reference"].mi, atol=1e-4)

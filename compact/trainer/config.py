@@ -106,7 +106,9 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights as loaded; autocast is separate
     trust_remote_code: bool = False
     lora: Optional[LoraConfig] = None        # None: full fine-tuning
-    attn_implementation: Optional[str] = None  # e.g. "sdpa", "eager"; None: transformers' default
+    # "sdpa", "eager", "flash_attention_2"; "auto": flash-attention 2 on CUDA when installed (the released
+    # trainer's backend), else transformers' default; None: transformers' default (sdpa)
+    attn_implementation: Optional[str] = None
     # a student folder with only a pickle ``pytorch_model.bin`` (no safetensors) is refused unless this is
     # set: unpickling can run code. It changes no numbers, so it does not name the run (TrainConfig.identity)
     allow_pickle: bool = False
