@@ -152,45 +152,42 @@ def chat_text(tokenizer, question: str, answer: str, work: str = "") -> str:
         [{"role": "user", "content": question}, {"role": "assistant", "content": content}], tokenize=False)
 
 
+def fresh_rows(tasks: Sequence[str], n: int, stream: str, seed: int, tcfg, exclude: set[str],
+               accept=None) -> list[tuple]:
+    """``n`` generated rows spread evenly over ``tasks``, each task from its own ``stream`` of draws.
+
+    A row whose question is in ``exclude`` (the held-out questions) or that ``accept(row)`` rejects is
+    skipped; a task that keeps failing gives fewer rows rather than looping forever.
+    """
+    out: list[tuple] = []
+    for i, task in enumerate(tasks):
+        rng = random.Random(T.task_seed(seed, task, stream))
+        want = n // len(tasks) + (1 if i < n % len(tasks) else 0)
+        got = 0
+        for _ in range(50 * want + 100):
+            if got >= want:
+                break
+            row = T._GENERATORS[task](rng, tcfg)
+            if row is None or row[0] in exclude or (accept is not None and not accept(row)):
+                continue
+            out.append(row)
+            got += 1
+    return out
+
+
 def extra_ood_questions(n: int, seed: int, exclude: set[str]) -> list[tuple[str, str]]:
     """``n`` fresh OOD questions (half mcq, half yes/no) over the same facts, none in ``exclude``.
 
     The train split alone is too few examples for a tiny model to learn to pick a choice letter; these
     new compositions teach the skill without ever showing a dev or test question.
     """
-    out: list[tuple[str, str]] = []
-    for i, task in enumerate(T.OOD_TASKS):
-        rng = random.Random(T.task_seed(seed, task, "corpus-ood"))
-        want = n // 2 + (n % 2 if i == 0 else 0)
-        got = 0
-        for _ in range(50 * want + 100):
-            if got >= want:
-                break
-            row = T._GENERATORS[task](rng, None)
-            if row is None or row[0] in exclude:
-                continue
-            out.append((row[0], row[1]))
-            got += 1
-    return out
+    return [(r[0], r[1]) for r in fresh_rows(T.OOD_TASKS, n, "corpus-ood", seed, None, exclude)]
 
 
 def direct_id_questions(n: int, tcfg, seed: int, exclude: set[str]) -> list[tuple[str, str]]:
     """``n`` fresh in-distribution questions (a stream of their own, never a dev/test question) with their
     answers: the base student learns to answer in one line, not to reason step by step."""
-    out: list[tuple[str, str]] = []
-    for i, task in enumerate(T.ID_TASKS):
-        rng = random.Random(T.task_seed(seed, task, "corpus-direct"))
-        want = n // len(T.ID_TASKS) + (1 if i < n % len(T.ID_TASKS) else 0)
-        got = 0
-        for _ in range(50 * want + 100):
-            if got >= want:
-                break
-            row = T._GENERATORS[task](rng, tcfg)
-            if row is None or row[0] in exclude:
-                continue
-            out.append((row[0], row[1]))
-            got += 1
-    return out
+    return [(r[0], r[1]) for r in fresh_rows(T.ID_TASKS, n, "corpus-direct", seed, tcfg, exclude)]
 
 
 def single_step_questions(n: int, tcfg, seed: int, exclude: set[str]) -> list[tuple[str, str, str]]:
@@ -204,21 +201,10 @@ def single_step_questions(n: int, tcfg, seed: int, exclude: set[str]) -> list[tu
     import dataclasses
 
     one = dataclasses.replace(tcfg, min_steps=1, max_steps=1)
-    out: list[tuple[str, str]] = []
-    for i, task in enumerate(T.ID_TASKS):
-        rng = random.Random(T.task_seed(seed, task, "corpus-single-step"))
-        want = n // len(T.ID_TASKS) + (1 if i < n % len(T.ID_TASKS) else 0)
-        got = 0
-        for _ in range(50 * want + 100):
-            if got >= want:
-                break
-            row = T._GENERATORS[task](rng, one)
-            if row is None or row[0] in exclude or len(row[2].get("steps", [])) != 1:
-                continue
-            st = row[2]["steps"][0]
-            out.append((row[0], row[1], fact_text(st["args"][0], st["op"], st["args"][1], st["value"])))
-            got += 1
-    return out
+    rows = fresh_rows(T.ID_TASKS, n, "corpus-single-step", seed, one, exclude,
+                      accept=lambda row: len(row[2].get("steps", [])) == 1)
+    return [(q, a, fact_text(meta["steps"][0]["args"][0], meta["steps"][0]["op"], meta["steps"][0]["args"][1],
+                             meta["steps"][0]["value"])) for q, a, meta in rows]
 
 
 def base_corpus(ccfg, tcfg, ood_train: Sequence, tokenizer, seed: int, exclude: set[str] = frozenset()) -> list[str]:
