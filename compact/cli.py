@@ -43,6 +43,13 @@ def add_common(parser: argparse.ArgumentParser, *, config_required: bool = False
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compact", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("compact")
+    except PackageNotFoundError:  # run from a source tree without installation
+        ver = "unknown"
+    parser.add_argument("--version", action="version", version=f"compact {ver}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text,

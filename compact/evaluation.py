@@ -1,6 +1,6 @@
 r"""Evaluation: batched greedy decoding, strict and lenient accuracy, per-sample logs, bootstrap CIs.
 
-    compact eval --config configs/eval/world.yaml --set model=artifacts/train/<run>/model
+    compact eval --config configs/eval/world.yaml --set model=artifacts/runs/<run>
     compact eval --config configs/eval/gsm8k.yaml --set model=<hf folder> --set data.benchmark.path=gsm8k.jsonl
 
 Every question is put in the student's chat template (user turn + generation prompt), prompts are sorted

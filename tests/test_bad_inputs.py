@@ -267,3 +267,17 @@ def test_store_shard_not_utf8(tmp_path):
     shard.write_bytes(b'{"id": "b\xff"}\n')
     with pytest.raises(DataError, match=r"shard-00000\.jsonl.*line 1"):
         list(_read_shard(shard))
+
+
+def test_cli_version_and_help_paths(capsys):
+    """`compact --version` answers; help texts point at the folders runs really live in."""
+    from compact import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("compact ")
+    for sub in ("eval", "analyze"):
+        with pytest.raises(SystemExit):
+            cli.main([sub, "--help"])
+        text = capsys.readouterr().out
+        assert "artifacts/train" not in text

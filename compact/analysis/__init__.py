@@ -2,7 +2,7 @@
 
     compact analyze --config configs/eval/analyze_latent.yaml --set base_model=<folder> --set models.compact=<folder>
     compact analyze --set analysis=validation --set scores=artifacts/score/<name>
-    compact analyze --set analysis=dynamics --set runs.compact=artifacts/train/<run>
+    compact analyze --set analysis=dynamics --set runs.compact=artifacts/runs/<run>
     compact analyze --set analysis=forgetting --set base_eval=artifacts/eval/<base> --set evals.compact=<dir>
 
 Each module holds the math and a Python API the pipeline and notebooks call (:mod:`.latent`,
