@@ -113,10 +113,7 @@ def main_tables(registry: Mapping[str, Any], *, n_bootstrap: int = 1000, seed: i
 
 def plot_main(rows: Sequence[Mapping[str, Any]]):
     """Grouped bars: ID and OOD accuracy per method with the seed std as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no backend switch: a notebook kernel must keep its inline one
 
     labels = [r["method"] for r in rows]
     y = np.arange(len(rows))

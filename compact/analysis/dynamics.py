@@ -102,10 +102,7 @@ def _task_fn(task_of) -> Callable[[Mapping[str, Any]], str]:
 
 def plot_alpha_dynamics(windows: Sequence[Mapping[str, Any]], *, title: str = ""):
     """One panel per task: mean alpha (band = +- std) per teacher over training steps."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no backend switch: a notebook kernel must keep its inline one
 
     tasks = sorted({w["task"] for w in windows}) or ["(none)"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.0), squeeze=False, sharey=True)

@@ -48,10 +48,7 @@ def forgetting_table(before: EvalResult, after: Mapping[str, EvalResult], *, ood
 
 def plot_forgetting(rows: Sequence[Mapping[str, Any]], *, title: str = ""):
     """Bars of the OOD accuracy change per method with its paired-bootstrap interval."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no backend switch: a notebook kernel must keep its inline one
 
     fig, ax = plt.subplots(figsize=(max(3.0, 0.8 * len(rows) + 1.5), 3.0))
     x = np.arange(len(rows))

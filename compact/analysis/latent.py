@@ -128,10 +128,7 @@ def pca_shift(base: np.ndarray, methods: Mapping[str, np.ndarray], *, n_componen
 
 def plot_pca_shift(base: np.ndarray, methods: Mapping[str, np.ndarray], pca: PCA, *, title: str = ""):
     """Scatter of base vs each method in the base PCA plane (one panel per method, centroids marked)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no backend switch: a notebook kernel must keep its inline one
 
     n = max(1, len(methods))
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False, sharex=True, sharey=True)
