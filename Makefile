@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
-	$(PY) -m ipykernel install --user --name compact --display-name "Python (compact)" >/dev/null
+	@# the kernel lives in this clone's venv (not user-wide): another clone's `make venv` cannot re-point it
+	$(PY) -m ipykernel install --prefix "$(abspath $(VENV))" --name compact --display-name "Python (compact)" >/dev/null
 	@touch $(STAMP)
 
 # Debian's chromium for the headless book check (installed when missing and we are root, as in CI).
