@@ -127,7 +127,7 @@ class SimulatedTeacher:
 
     def provenance(self) -> dict[str, Any]:
         return {"teacher": self.name, "backend": self.backend, "model": f"simulated:{self.profile.style}",
-                "paper_name": self.paper_name, "revision": "sim-v2", "profile": dataclasses.asdict(self.profile)}
+                "paper_name": self.paper_name, "revision": "sim-v3", "profile": dataclasses.asdict(self.profile)}
 
     # ------------------------------------------------------------------------------------------------
     def generate(self, prompts: list[Example], params: SamplingParams) -> list[list[Generation]]:
@@ -280,15 +280,24 @@ def _check(s: _Step) -> str:
     return f"{_fmt(v)} looks right"
 
 
+# Every style writes each step on its own "Step j: a op b = c (what it is)." line, as real teachers share the
+# equations of a solution and differ in what they say around them: the reflective teacher checks steps and
+# catches slips, the verbose one explains each operation in words, the over-thinking one hesitates and adds
+# asides, the concise one writes the equations only. A small student can then learn the shared skeleton and
+# still meet four distinct styles (their lengths and error profiles differ, see DEFAULT_POOL).
+
+def _line(j: int, s: _Step, *, wrong: bool = False, words: str = "") -> str:
+    return f"Step {j + 1}: {words}{_eq(s, wrong=wrong)} ({s.desc})."
+
+
 def _reflective(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = [rng.choice(["Let me work through this step by step.", "Okay, let's think about this carefully."])]
     for j, s in enumerate(steps):
-        lead = "First," if j == 0 else rng.choice(["So", "Next,", "Then,", "Now,"])
         if s.wrong_value is not None:
-            out.append(f"{lead} {_the(s.desc)}: {_eq(s, wrong=True)}.")
-            out.append(f"Wait, that's not right. Let me recompute: {_eq(s)}. So {_the(s.desc)} is {_fmt(s.value)}.")
+            out.append(_line(j, s, wrong=True))
+            out.append(f"Wait, that's not right. Let me recompute: {_eq(s)}.")
         else:
-            out.append(f"{lead} {_the(s.desc)} is {_eq(s)}.")
+            out.append(_line(j, s))
         if rng.random() < 0.35:
             out.append(f"Let me check: {_check(s)}. Yes, that works.")
     if distractors:
@@ -298,7 +307,7 @@ def _reflective(steps: list[_Step], rng: random.Random, *, distractors: list[str
 
 
 def _concise(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
-    return "\n".join(f"Step {j + 1}: {_eq(s)} ({s.desc})." for j, s in enumerate(steps))
+    return "\n".join(_line(j, s) for j, s in enumerate(steps))
 
 
 def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
@@ -308,8 +317,7 @@ def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], 
     for j, s in enumerate(steps):
         op = s.wrong_op if s.slip == "op" and s.wrong_value is None else s.op
         a, b = (_fmt(x) for x in s.args)
-        intro = "First" if j == 0 else ("Finally" if j == len(steps) - 1 else "Next")
-        out.append(f"{intro}, we find {_the(s.desc)}. We {_words(op, a, b)}: {_eq(s)}.")
+        out.append(_line(j, s, words=f"we {_words(op, a, b)}, so "))
     out.append(f"In summary, {_the(steps[-1].desc)} is {_fmt(steps[-1].value)}.")
     return "\n".join(out)
 
@@ -317,9 +325,9 @@ def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], 
 def _overthinking(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = ["Okay, so I need to figure this out. Hmm."]
     for j, s in enumerate(steps):
-        out.append(f"{_the(s.desc)[0].upper() + _the(s.desc)[1:]}... that would be {_eq(s, wrong=s.wrong_value is not None)}.")
+        out.append(_line(j, s, wrong=s.wrong_value is not None))
         if s.wrong_value is not None:
-            out.append(f"Wait, that's wrong. {_eq(s)}.")
+            out.append(f"Hmm, wait. That's wrong: {_eq(s)}.")
         elif rng.random() < 0.5:
             out.append(f"Wait, is that right? {_eq(s)}... yes.")
         if aside and j == 0:
