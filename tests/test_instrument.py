@@ -128,3 +128,21 @@ def test_uncalibrated_world_is_not_published(monkeypatch):
     with pytest.raises(CompactError, match="not calibrated.*--allow-uncalibrated"):
         check_calibration(world, allow=False)
     assert check_calibration(world, allow=True)  # the failed gates, published with the results
+
+
+@pytest.mark.slow
+def test_a_changed_simulated_teacher_is_never_served_from_the_store(tmp_path, monkeypatch):
+    """The store's folder is named by its config; a simulated teacher whose code or profile changed (same
+    config) must not be served the old rationales: generate stops with the differing field named."""
+    from compact.errors import ArtifactError
+    from compact.teachers import simulated
+    from compact.teachers.generate import generate_store, load_config
+
+    cfg = load_config(configs_dir() / "generate" / "smoke.yaml", ["inputs.limit=3", f"root={tmp_path / 'store'}"])
+    generate_store(cfg)
+    generate_store(cfg)  # unchanged: complete, nothing regenerated
+    original = simulated.SimulatedTeacher.provenance
+    monkeypatch.setattr(simulated.SimulatedTeacher, "provenance",
+                        lambda self: {**original(self), "revision": "sim-changed"})
+    with pytest.raises(ArtifactError, match="provenance.revision"):
+        generate_store(cfg)
