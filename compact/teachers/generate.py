@@ -34,7 +34,7 @@ from ..paths import artifacts_dir, resolve
 from ..provenance import is_complete, read_manifest, storage_guard
 from .base import SamplingParams
 from .simulated import DEFAULT_POOL, SimulatedProfile, SimulatedTeacher
-from .store import RationaleStore, inputs_fingerprint
+from .store import RationaleStore, inputs_fingerprint, row_provenance
 
 log = get_logger("teachers.generate")
 
@@ -250,10 +250,8 @@ def _fill_store(cfg: GenerateConfig, root: Path, inputs: dict[str, list[Example]
         store.put_questions(key, exs)
     store_hash = C.config_hash(dataclasses.replace(cfg, root=""))
     for spec in cfg.teachers:
-        # a simulated teacher costs nothing to build, so its complete folders are checked against its full
-        # provenance (code revision and profile, which the config does not name) by ``store.fill``
-        cheap = spec.backend == "simulated"
-        todo = [k for k, exs in inputs.items() if cheap or not _complete_for(store, k, spec.name, exs, store_hash)]
+        todo = [k for k, exs in inputs.items() if not _complete_for(store, k, spec.name, exs, store_hash)
+                or _simulated_changed(store, k, spec)]
         if not todo:
             log.info("teacher %s: complete for every key", spec.name)
             continue
@@ -262,6 +260,17 @@ def _fill_store(cfg: GenerateConfig, root: Path, inputs: dict[str, list[Example]
             store.fill(key, teacher, inputs[key], spec.sampling, shard_size=cfg.shard_size,
                        store_config_hash=store_hash)
     return root
+
+
+def _simulated_changed(store: RationaleStore, key: str, spec) -> bool:
+    """A complete folder of a simulated teacher whose code revision or profile (not named by the config)
+    changed since: ``store.fill`` then stops with the differing field. Simulated provenance is plain data, so
+    this needs no model; other backends are pinned by the config (model id, revision, sampling)."""
+    if spec.backend != "simulated":
+        return False
+    teacher = SimulatedTeacher(spec.name, spec.profile, paper_name=spec.paper_name)
+    want = json.loads(row_provenance(teacher, spec.sampling))
+    return read_manifest(store.teacher_dir(key, spec.name)).get("config", {}).get("provenance") != want
 
 
 def _complete_for(store: RationaleStore, key: str, teacher: str, exs: list[Example], store_hash: str) -> bool:
