@@ -133,10 +133,14 @@ def test_styles_differ():
     assert mean_len["sim-qwen-instruct"] < min(mean_len["sim-r1-distill"], mean_len["sim-llama-instruct"],
                                                mean_len["sim-qwq"])
     r1 = " ".join(texts["sim-r1-distill"])
-    for word in ("First,", "So", "Therefore,", "Wait,", "Let me check"):
+    for word in ("Therefore,", "Wait,", "Let me check", "Let me recompute"):
         assert word in r1
     assert all(x.startswith("Step 1:") for x in texts["sim-qwen-instruct"])
-    assert "Hmm" in " ".join(texts["sim-qwq"])
+    assert "Hmm" in " ".join(texts["sim-qwq"]) and "Wait, is that right?" in " ".join(texts["sim-qwq"])
+    assert all("Step 1: we " in x for x in texts["sim-llama-instruct"])  # explains each operation in words
+    # the shared skeleton: every style writes each step on its own "Step j: ... = v (what it is)." line
+    for name, xs in texts.items():
+        assert all("Step 1: " in x and " = " in x for x in xs), name
     assert "Tom is 9 years old." in texts["sim-llama-instruct"][0]  # distractors are mentioned (and dismissed)
 
 
