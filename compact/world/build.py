@@ -84,7 +84,7 @@ class TasksConfig:
     max_steps: int = 4
     max_value: int = 20  # every operand and intermediate value is in [1, max_value]
     # OOD questions carry knowledge probes (scored by log-likelihood) and yes/no splits are exactly 50/50
-    knowledge_probes: bool = False
+    knowledge_probes: bool = True
 
     def validate(self) -> None:
         if not 2 <= self.min_steps <= self.max_steps <= 4:
@@ -111,16 +111,16 @@ class TokenizerConfig:
 class CorpusConfig:
     """What the base corpus holds (document counts); see :func:`compact.world.student.base_corpus`."""
 
-    stories: int = 1000  # word-problem stories without questions (the world's language)
-    arith_docs: int = 600  # documents of single-operation facts
-    facts_per_doc: int = 6  # sentences per arithmetic / knowledge-base document
-    kb_repeats: int = 80  # shuffled copies of the knowledge base
-    ood_repeats: int = 1  # copies of the chat-formatted OOD train questions
-    ood_extra: int = 6000  # further OOD questions (new compositions; never a dev/test question)
-    fact_sweeps: int = 0  # shuffled passes over EVERY single-operation fact, in the rationales' "a op b = c." form
-    recall_docs: int = 0  # chat recall questions over the knowledge base ("Where does a crow live?")
-    direct_id_docs: int = 0  # fresh in-distribution questions answered directly (no steps): the answer format
-    single_step_docs: int = 0  # one-operation questions of the ID forms answered directly: the atomic step
+    stories: int = 1500  # word-problem stories without questions (the world's language)
+    arith_docs: int = 0  # documents of randomly drawn single-operation facts (superseded by fact_sweeps)
+    facts_per_doc: int = 8  # sentences per arithmetic / knowledge-base document
+    kb_repeats: int = 40  # shuffled copies of the knowledge base
+    ood_repeats: int = 0  # copies of the chat-formatted OOD train questions answered by letter / yes-no
+    ood_extra: int = 0  # further such OOD questions (new compositions; never a dev/test question)
+    fact_sweeps: int = 150  # shuffled passes over EVERY single-operation fact, in the rationales' "a op b = c." form
+    recall_docs: int = 8000  # chat recall questions over the knowledge base ("Where does a crow live?")
+    direct_id_docs: int = 500  # fresh 2-4 step in-distribution questions answered directly: the answer format
+    single_step_docs: int = 8000  # one-operation questions of the ID forms with their equation: the atomic step
 
     def validate(self) -> None:
         for name in ("stories", "arith_docs", "kb_repeats", "ood_repeats", "ood_extra", "fact_sweeps",
@@ -142,7 +142,7 @@ class StudentConfig:
     intermediate_size: int = 512
     max_position_embeddings: int = 512
     rope_theta: float = 10000.0
-    steps: int = 500
+    steps: int = 1500
     batch_size: int = 32
     block_size: int = 128
     lr: float = 3e-3
