@@ -483,14 +483,13 @@ def read_jsonl_tail(path: str | Path) -> tuple[list[Any], int]:
     return out, torn
 
 
-def rewrite_jsonl(path: str | Path, records: Iterable[Any]) -> None:
-    """Replace a JSONL file atomically (temp file + rename)."""
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace a file atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec) + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -498,6 +497,11 @@ def rewrite_jsonl(path: str | Path, records: Iterable[Any]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def rewrite_jsonl(path: str | Path, records: Iterable[Any]) -> None:
+    """Replace a JSONL file atomically (temp file + rename)."""
+    atomic_write_text(path, "".join(json.dumps(rec) + "\n" for rec in records))
 
 
 # ---------------------------------------------------------------------------------------------------------

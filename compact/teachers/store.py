@@ -23,12 +23,9 @@ disk that was produced by a different job (config, inputs, teacher, sampling) is
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,7 +34,7 @@ from ..data.answers import extract_strict, is_correct
 from ..data.records import Example, decode_utf8, from_dataset, to_dataset
 from ..errors import ArtifactError, DataError
 from ..log import get_logger
-from ..provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
+from ..provenance import atomic_dir, atomic_write_text, is_complete, manifest, read_manifest, write_json
 from .base import Generation, SamplingParams, provenance_of
 from .prompts import template_hash
 
@@ -115,20 +112,6 @@ def check_row(row: Any, where: str, index: int) -> dict[str, Any]:
     if not isinstance(row.get("extracted"), (str, type(None))):
         raise DataError("expected a string or null", path=where, record=rid, field="extracted")
     return row
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -298,7 +281,7 @@ class RationaleStore:
                 raise DataError(f"teacher {teacher.name!r} returned {len(gens)} questions x "
                                 f"{[len(g) for g in gens][:3]} samples for {len(chunk)} x {params.n}")
             rows = [make_row(ex, teacher.name, j, g, prov) for ex, gs in zip(chunk, gens) for j, g in enumerate(gs)]
-            _atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+            atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         if done:
             log.info("%s/%s: resumed, %d of %d shards were already done", key, teacher.name, done, n_shards)
         return self._assemble(key, teacher.name, examples, params, job, job_hash, n_shards)
