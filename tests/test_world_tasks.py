@@ -220,6 +220,12 @@ def solve_ood(e: Example, kb) -> str:
         same = habitat[m.group(1)] == habitat[m.group(2)]
     elif m := re.fullmatch(r"Does an? (\w+) eat the same food as an? (\w+)\?", q):
         same = food[m.group(1)] == food[m.group(2)]
+    elif m := re.fullmatch(r"Is an? (\w+) an? (\w+)\?", q):  # one-fact claims (worlds with knowledge probes)
+        same = kind[m.group(1)] == m.group(2)
+    elif m := re.fullmatch(r"Does an? (\w+) live in the (\w+)\?", q):
+        same = habitat[m.group(1)] == m.group(2)
+    elif m := re.fullmatch(r"Does an? (\w+) eat (\w+)\?", q):
+        same = food[m.group(1)] == m.group(2)
     elif m := re.fullmatch(r"Does an? (\w+) (\w+) (.+)\?", q):
         prop = f"{_BASE_TO_3RD[m.group(2)]} {m.group(3)}"
         same = prop in props[kind[m.group(1)]]
