@@ -282,14 +282,15 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
 
 def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
     """The profile's first evaluation config, restricted to the ID tasks' first ``limit`` questions."""
-    from .config import load
-    from .evaluation import EvalConfig
+    import dataclasses
 
-    cfg = registry["config"]
-    world = [f"data.world={cfg['world']}"] if cfg.get("world") else []
+    from .config import from_dict
+    from .pipeline import PipelineConfig, eval_configs_for
+
+    cfg = from_dict(PipelineConfig, registry["config"])
     tasks = ",".join(registry["tasks"]["id"])
-    return load(EvalConfig, cfg["evals"][0], [*world, *cfg.get("eval_overrides", []), f"data.tasks=[{tasks}]",
-                                              f"data.limit={limit}", "model=<curve>"])
+    cfg = dataclasses.replace(cfg, eval_overrides=[*cfg.eval_overrides, f"data.tasks=[{tasks}]", f"data.limit={limit}"])
+    return eval_configs_for(cfg, "<curve>")[0]
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]]):

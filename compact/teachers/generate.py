@@ -250,8 +250,8 @@ def _fill_store(cfg: GenerateConfig, root: Path, inputs: dict[str, list[Example]
         store.put_questions(key, exs)
     store_hash = C.config_hash(dataclasses.replace(cfg, root=""))
     for spec in cfg.teachers:
-        todo = [k for k, exs in inputs.items() if not _complete_for(store, k, spec.name, exs, store_hash)
-                or _simulated_changed(store, k, spec)]
+        prov = _simulated_provenance(spec)
+        todo = [k for k, exs in inputs.items() if not _complete_for(store, k, spec.name, exs, store_hash, prov)]
         if not todo:
             log.info("teacher %s: complete for every key", spec.name)
             continue
@@ -262,24 +262,25 @@ def _fill_store(cfg: GenerateConfig, root: Path, inputs: dict[str, list[Example]
     return root
 
 
-def _simulated_changed(store: RationaleStore, key: str, spec) -> bool:
-    """A complete folder of a simulated teacher whose code revision or profile (not named by the config)
-    changed since: ``store.fill`` then stops with the differing field. Simulated provenance is plain data, so
-    this needs no model; other backends are pinned by the config (model id, revision, sampling)."""
+def _simulated_provenance(spec) -> dict | None:
+    """A simulated teacher's row provenance (its code revision and profile, which the config does not name);
+    plain data, so no model is built. None for other backends: the config pins them (model, revision, sampling)."""
     if spec.backend != "simulated":
-        return False
-    teacher = SimulatedTeacher(spec.name, spec.profile, paper_name=spec.paper_name)
-    want = json.loads(row_provenance(teacher, spec.sampling))
-    return read_manifest(store.teacher_dir(key, spec.name)).get("config", {}).get("provenance") != want
+        return None
+    return json.loads(row_provenance(SimulatedTeacher(spec.name, spec.profile, paper_name=spec.paper_name),
+                                     spec.sampling))
 
 
-def _complete_for(store: RationaleStore, key: str, teacher: str, exs: list[Example], store_hash: str) -> bool:
-    """A complete teacher dir of this store config and these questions (else ``fill`` decides)."""
+def _complete_for(store: RationaleStore, key: str, teacher: str, exs: list[Example], store_hash: str,
+                  provenance: dict | None = None) -> bool:
+    """A complete teacher dir of this store config and these questions, and of this ``provenance`` when given
+    (else ``fill`` decides, and stops with the differing field when a changed teacher met a complete dir)."""
     d = store.teacher_dir(key, teacher)
     if not is_complete(d):
         return False
     job = read_manifest(d).get("config", {})
-    return job.get("store") == store_hash and job.get("inputs_fingerprint") == inputs_fingerprint(exs)
+    return (job.get("store") == store_hash and job.get("inputs_fingerprint") == inputs_fingerprint(exs)
+            and (provenance is None or job.get("provenance") == provenance))
 
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
