@@ -4,7 +4,10 @@
 
 (a) a COMPACT step vs a uniform multi-teacher SFT step on the same batch (target: <= 1.15x);
 (b) B=8 questions per micro-step vs B=1 (the released design) on the world student (target: >= 3x
-    questions per second). Uses the world's student when the world is built (else a same-shaped random Qwen2)
+    questions per second);
+(c) the forward on length buckets (``objective.forward_buckets=4``) vs one padded batch, on the default
+    store's rationales when it is built (their lengths differ ~5x within a question), for uniform weights
+    (rows bucket freely) and COMPACT (whole questions: the reference MI reads padding). Uses the world's student when the world is built (else a same-shaped random Qwen2)
     and toy instances of world-like length. Ratios are against the baseline measured in the same process.
 """
 from __future__ import annotations
@@ -96,7 +99,32 @@ def main() -> int:
     qps1, qps8 = len(qs) / t1, len(qs) / t8
     print(f"(b) COMPACT: B=1 {qps1:.1f} questions/s, B=8 {qps8:.1f} questions/s, speed-up {qps8 / qps1:.2f}x "
           f"(target >= 3x)")
+
+    real = store_questions(tok, args.questions) or qs
+    src = "default store" if real is not qs else "toy instances"
+    rb = [collate(real[i:i + 8], pad_id=pad, thinking_ids=th) for i in range(0, len(real), 8)]
+    for weighting in ("uniform", "compact"):
+        t_one, t_b = compare(model, (rb, ObjectiveConfig(weighting=weighting, forward_buckets=1)),
+                             (rb, ObjectiveConfig(weighting=weighting, forward_buckets=4)), args.repeats)
+        print(f"(c) {weighting} on the {src}: one padded forward {t_one * 1e3:.1f} ms, 4 length buckets "
+              f"{t_b * 1e3:.1f} ms, speed-up {t_one / t_b:.2f}x")
     return 0
+
+
+def store_questions(tok, n: int):
+    """The first ``n`` encoded questions of the default store (every ID train split in turn), or None."""
+    from compact.config import load
+    from compact.provenance import is_complete
+    from compact.teachers.generate import GenerateConfig, store_root
+    from compact.teachers.view import build_instances
+
+    root = store_root(load(GenerateConfig, "configs/generate/world.yaml"))
+    if not is_complete(root / "arith-train" / "questions"):
+        return None
+    insts = [i for key in ("arith-train", "variation-train", "symbolic-train")
+             for i in build_instances(root, key)[: -(-n // 3)]][:n]
+    qs, _ = encode_instances(insts, tok, teachers=list(insts[0].teachers), max_length=512)
+    return qs
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class ObjectiveConfig:
     gqa_widening: Literal["element", "head_block"] = "element"
     consistency: Literal["sequence", "answer_span", "none"] = "sequence"
     chunk_tokens: int = 256  # fast path: rows (branches or pairs) x positions per chunk of V-sized work
+    forward_buckets: int = 4  # the forward runs on this many groups of similar-length rows (1 = one padded batch)
 
     def validate(self) -> None:
         if len(self.beta) != 3:
@@ -82,6 +83,8 @@ class ObjectiveConfig:
             raise ValueError(f"pair_threshold must be >= 0, got {self.pair_threshold}")
         if self.chunk_tokens < 1:
             raise ValueError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
+        if self.forward_buckets < 1:
+            raise ValueError(f"forward_buckets must be >= 1, got {self.forward_buckets}")
         if self.weighting == "static":
             if not self.static_weights:
                 raise ValueError("weighting='static' needs static_weights (one per teacher)")
@@ -167,10 +170,10 @@ class ObjectiveOutput:
     loss_consistency: Tensor  # pair sum before lambda, mean over questions
     per_branch_loss: Tensor  # (N,) L_k, detached
     alpha: Tensor  # (N,) detached
-    mi: Tensor  # (N,) raw adaptability M_k
+    mi: Tensor | None  # (N,) raw adaptability M_k (None: not computed, see compact_objective)
     consensus: Tensor  # (N,) raw consensus C_k (zeros when not computed)
     difficulty: Tensor  # (N,) raw difficulty (= per_branch_loss)
-    fused: Tensor  # (N,) S_k
+    fused: Tensor | None  # (N,) S_k (None with mi)
     loss_sum: Tensor | None = None  # scalar: sum over questions of each question's total (differentiable)
     n_questions: int = 1
     per_question_loss: Tensor | None = None  # (B,) each question's total, detached
@@ -501,15 +504,71 @@ def lm_head_weight(model: nn.Module) -> Tensor:
 
 
 def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:
-    """Run ONE forward pass of ``model`` (an HF causal LM) on ``batch`` and evaluate the objective."""
+    """Run the forward pass of ``model`` (an HF causal LM) on ``batch`` (:func:`bucketed_forward`) and evaluate
+    the objective."""
     try:
         proj = find_attention_projections(model)
     except CompactError:
         if cfg.use_consensus and cfg.weighting == "compact":
             raise
         proj = None  # documented fallback: consensus not needed, reported as zeros
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
-    return objective_from_outputs(out.logits, out.hidden_states[-1], lm_head_weight(model), proj, batch, cfg)
+    # rows bucket freely unless the weights read padding (then whole questions: see bucketed_forward)
+    by_question = reads_padding(cfg)
+    logits, hidden = bucketed_forward(model, batch.input_ids, batch.attention_mask, cfg.forward_buckets,
+                                      group=batch.group if by_question else None)
+    out = objective_from_outputs(logits, hidden, lm_head_weight(model), proj, batch, cfg)
+    if not by_question and cfg.forward_buckets > 1 and cfg.mi_variant == "reference":
+        # the reference MI proxy (and S, which contains it) sums over padding that row buckets did not compute;
+        # these weights do not read it, so it is not reported rather than reported wrong
+        out.mi, out.fused = None, None
+    return out
+
+
+def bucketed_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, buckets: int = 4,
+                     group: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(logits, last hidden state) of right-padded rows, computed on ``buckets`` groups of similar length.
+
+    A question's K branches differ in length (a concise rationale is a fifth of an over-thinking one), so
+    one padded batch spends much of its compute on padding. Units (rows, or whole questions when ``group``
+    gives each row's question) are sorted by length and split into equal groups; each group runs trimmed to
+    its own longest row, and the outputs are padded back with zeros and returned in the original row order.
+    Under a causal mask a position never sees the padding to its right, so every position a group computes
+    equals the one-batch forward's up to floating-point reassociation. With ``group``, each question keeps
+    its whole padded width ``[K, L_question]``: the reference MI proxy reads the hidden states of padding
+    positions up to the question's longest branch (METHOD.md), and those are computed exactly as in one
+    forward per question. Zeros stand only where no question's row reaches.
+    """
+    n, width = input_ids.shape
+    lengths = attention_mask.sum(dim=1).tolist()
+    # a DistributedDataParallel wrapper (it has .module) expects one forward per backward: one padded batch
+    if buckets <= 1 or n < 2 or isinstance(getattr(model, "module", None), nn.Module):
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.logits, out.hidden_states[-1]
+    units: dict[int, list[int]] = {}
+    for i in range(n):
+        units.setdefault(int(group[i]) if group is not None else i, []).append(i)
+    unit_len = {u: max(lengths[i] for i in rows) for u, rows in units.items()}
+    order_units = sorted(units, key=lambda u: (unit_len[u], u))
+    size = -(-len(order_units) // min(buckets, len(order_units)))
+    order: list[int] = []
+    logits_parts, hidden_parts = [], []
+    for start in range(0, len(order_units), size):
+        chunk = order_units[start:start + size]
+        rows_list = [i for u in chunk for i in units[u]]
+        order += rows_list
+        rows = torch.tensor(rows_list, device=input_ids.device)
+        w = max(1, max(unit_len[u] for u in chunk))
+        out = model(input_ids=input_ids[rows, :w], attention_mask=attention_mask[rows, :w], output_hidden_states=True)
+        logits_parts.append(nn.functional.pad(out.logits, (0, 0, 0, width - w)))
+        hidden_parts.append(nn.functional.pad(out.hidden_states[-1], (0, 0, 0, width - w)))
+    inverse = torch.empty(n, dtype=torch.long, device=input_ids.device)
+    inverse[torch.tensor(order, device=input_ids.device)] = torch.arange(n, device=input_ids.device)
+    return torch.cat(logits_parts).index_select(0, inverse), torch.cat(hidden_parts).index_select(0, inverse)
+
+
+def reads_padding(cfg: ObjectiveConfig) -> bool:
+    """Whether ``cfg``'s teacher weights read padding positions (the reference MI proxy sums over them)."""
+    return cfg.weighting == "compact" and cfg.use_mi and cfg.mi_variant == "reference"
 
 
 def synthetic_batch(n_questions: int, k: int, length: int, vocab: int, *, seed: int = 0, gold_len: int = 3,

@@ -91,8 +91,12 @@ def compare_paths(model, batch, ref_cfg, fast_cfg, monkeypatch):
     """Reference vs fast in two stages: scores and fusion as computed, then the objective and its
     gradients with the fast path fed the reference's (S, alpha), so each stage is held to its own
     tolerance (on another CPU the fused scores may differ by amplified last bits, never the rest)."""
+    import dataclasses
+
     import compact.objective as objective
 
+    # one padded forward: the paths are compared on every score (length buckets: their own test below)
+    ref_cfg, fast_cfg = (dataclasses.replace(c, forward_buckets=1) for c in (ref_cfg, fast_cfg))
     ref, gref = run(model, batch, ref_cfg)
     fast, gfast = run(model, batch, fast_cfg)
     assert_same(fast, ref, gfast, gref, group=batch.group, cfg=ref_cfg)
@@ -290,3 +294,44 @@ def test_deterministic():
     a, ga = run(model, batch, ObjectiveConfig())
     b, gb = run(model, batch, ObjectiveConfig())
     assert a.loss.item() == b.loss.item() and all(torch.equal(ga[n], gb[n]) for n in ga)
+
+
+@pytest.mark.parametrize("cfg", [ObjectiveConfig(), ObjectiveConfig(weighting="uniform"),
+                                 ObjectiveConfig(mi_variant="masked_mean")], ids=["reference-mi", "uniform", "masked"])
+def test_bucketed_forward_equals_one_padded_forward(cfg):
+    """Length buckets change no loss, score, weight or gradient: rows bucket freely when the weights do not
+    read padding, whole questions when the reference MI proxy does (it sums over the question's padding)."""
+    import dataclasses
+
+    model = tiny_qwen2()
+    batch = synthetic_batch(6, 4, 24, 64, seed=11)
+    one, g_one = run(model, batch, dataclasses.replace(cfg, forward_buckets=1))
+    many, g_many = run(model, batch, dataclasses.replace(cfg, forward_buckets=4))
+    for name in ("loss", "loss_sft", "loss_consistency", "alpha", "mi", "consensus", "difficulty"):
+        a, b = getattr(one, name), getattr(many, name)
+        if name == "mi" and cfg.weighting == "uniform":  # not read by these weights: not reported, not wrong
+            assert b is None and many.fused is None
+            continue
+        assert torch.allclose(a, b, atol=TOL, rtol=1e-4), name
+    for name, grad in g_one.items():
+        assert torch.allclose(g_many[name], grad, atol=TOL, rtol=1e-4), name
+
+
+def test_row_buckets_would_change_the_reference_mi():
+    """The teeth of the rule above: bucketing single rows drops the padding hidden states the reference MI
+    proxy sums over, so its weights must bucket whole questions."""
+    from compact.objective import bucketed_forward
+
+    model = tiny_qwen2()
+    batch = synthetic_batch(6, 4, 24, 64, seed=11)
+    with torch.no_grad():
+        _, h_one = bucketed_forward(model, batch.input_ids, batch.attention_mask, 1)
+        _, h_rows = bucketed_forward(model, batch.input_ids, batch.attention_mask, 4)
+        _, h_questions = bucketed_forward(model, batch.input_ids, batch.attention_mask, 4, group=batch.group)
+    valid = batch.attention_mask.bool()
+    assert torch.allclose(h_rows[valid], h_one[valid], atol=TOL)  # real tokens agree either way
+    assert not torch.allclose(h_rows, h_one, atol=TOL)             # padding differs under row buckets
+    for q in range(batch.n_questions):                             # question buckets keep each question's width
+        rows = (batch.group == q).nonzero().flatten()
+        width = int(batch.attention_mask[rows].sum(1).max())
+        assert torch.allclose(h_questions[rows, :width], h_one[rows, :width], atol=TOL)

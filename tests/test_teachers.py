@@ -1,5 +1,6 @@
 """Teachers: simulated pool (styles, slips that propagate, labels), HF backend (tiny model), vLLM contract."""
 import random
+import re
 import statistics
 import types
 
@@ -135,12 +136,14 @@ def test_styles_differ():
     r1 = " ".join(texts["sim-r1-distill"])
     for word in ("Therefore,", "Wait,", "Let me check", "Let me recompute"):
         assert word in r1
-    assert all(x.startswith("Step 1:") for x in texts["sim-qwen-instruct"])
+    # the concise teacher writes the equations only, one bare "a op b = c." line per step
+    assert all(re.fullmatch(r"(?:-?\d+ [-+*/] \d+ = -?\d+\.\n)+The answer is -?\d+\.", x)
+               for x in texts["sim-qwen-instruct"])
     assert "Hmm" in " ".join(texts["sim-qwq"]) and "Wait, is that right?" in " ".join(texts["sim-qwq"])
-    assert all("Step 1: we " in x for x in texts["sim-llama-instruct"])  # explains each operation in words
-    # the shared skeleton: every style writes each step on its own "Step j: ... = v (what it is)." line
+    assert all("Here we " in x for x in texts["sim-llama-instruct"])  # says each operation in words
+    # the shared skeleton: every style writes each step as a bare "a op b = c." line, the base student's form
     for name, xs in texts.items():
-        assert all("Step 1: " in x and " = " in x for x in xs), name
+        assert all(re.search(r"^-?\d+ [-+*/] \d+ = -?\d+\.$", x, re.M) for x in xs), name
     assert "Tom is 9 years old." in texts["sim-llama-instruct"][0]  # distractors are mentioned (and dismissed)
 
 

@@ -151,10 +151,14 @@ def inputs_identity(inputs: InputsConfig) -> dict[str, Any]:
 
 def store_root(cfg: GenerateConfig) -> Path:
     """Where ``cfg``'s store lives: ``cfg.root``, else ``artifacts/rationales/<hash>`` where the hash covers
-    the config and :func:`inputs_identity` (a rebuilt world or an edited records file gets a new store)."""
+    the config, :func:`inputs_identity` (a rebuilt world or an edited records file gets a new store) and each
+    simulated teacher's code revision (a changed simulator writes a new store instead of meeting an old one)."""
     if cfg.root:
         return resolve(cfg.root)
     key = {"generate": C.to_dict(dataclasses.replace(cfg, root="")), "inputs": inputs_identity(cfg.inputs)}
+    revisions = {spec.name: SimulatedTeacher.REVISION for spec in cfg.teachers if spec.backend == "simulated"}
+    if revisions:
+        key["simulated"] = revisions
     return artifacts_dir() / "rationales" / C.config_hash(key)
 
 

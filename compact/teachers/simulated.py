@@ -109,6 +109,7 @@ class SimulatedTeacher:
     """A rule-based teacher that renders (and sometimes corrupts) the world's gold computations."""
 
     backend = "simulated"
+    REVISION = "sim-v4"  # the rendering code's revision: part of the store key and of every row's provenance
 
     def __init__(self, name: str, profile: SimulatedProfile | None = None, *, paper_name: str = "",
                  delay_s: float = 0.0):
@@ -127,7 +128,7 @@ class SimulatedTeacher:
 
     def provenance(self) -> dict[str, Any]:
         return {"teacher": self.name, "backend": self.backend, "model": f"simulated:{self.profile.style}",
-                "paper_name": self.paper_name, "revision": "sim-v3", "profile": dataclasses.asdict(self.profile)}
+                "paper_name": self.paper_name, "revision": self.REVISION, "profile": dataclasses.asdict(self.profile)}
 
     # ------------------------------------------------------------------------------------------------
     def generate(self, prompts: list[Example], params: SamplingParams) -> list[list[Generation]]:
@@ -280,24 +281,27 @@ def _check(s: _Step) -> str:
     return f"{_fmt(v)} looks right"
 
 
-# Every style writes each step on its own "Step j: a op b = c (what it is)." line, as real teachers share the
-# equations of a solution and differ in what they say around them: the reflective teacher checks steps and
-# catches slips, the verbose one explains each operation in words, the over-thinking one hesitates and adds
-# asides, the concise one writes the equations only. A small student can then learn the shared skeleton and
-# still meet four distinct styles (their lengths and error profiles differ, see DEFAULT_POOL).
+# Every style writes each step as the bare equation line ``a op b = c.``: the form in which the base student
+# learned its facts and its one-step questions (see compact.world.student.single_step_questions), as real
+# teachers share the equations of a solution and differ in what they say around them. The reflective teacher
+# checks steps by the inverse operation and catches slips; the verbose one says in words, after each equation,
+# what it computed; the over-thinking one hesitates, re-verifies and adds asides; the concise one writes the
+# equations only. A small student then learns the shared skeleton (chaining the steps) and still meets four
+# distinct styles whose lengths and error profiles differ (see DEFAULT_POOL). Measured on the default world:
+# a single-teacher student trained on ``Step j: a op b = c (what).`` lines stayed at 7% after 300 steps of
+# 16 questions; on bare equation lines it reached 23% at 200 steps and 67% at 600.
 
-def _line(j: int, s: _Step, *, wrong: bool = False, words: str = "") -> str:
-    return f"Step {j + 1}: {words}{_eq(s, wrong=wrong)} ({s.desc})."
+def _line(s: _Step, *, wrong: bool = False) -> str:
+    return f"{_eq(s, wrong=wrong)}."
 
 
 def _reflective(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = [rng.choice(["Let me work through this step by step.", "Okay, let's think about this carefully."])]
-    for j, s in enumerate(steps):
+    for s in steps:
         if s.wrong_value is not None:
-            out.append(_line(j, s, wrong=True))
-            out.append(f"Wait, that's not right. Let me recompute: {_eq(s)}.")
-        else:
-            out.append(_line(j, s))
+            out.append(_line(s, wrong=True))
+            out.append("Wait, that's not right. Let me recompute.")
+        out.append(_line(s))
         if rng.random() < 0.35:
             out.append(f"Let me check: {_check(s)}. Yes, that works.")
     if distractors:
@@ -307,17 +311,18 @@ def _reflective(steps: list[_Step], rng: random.Random, *, distractors: list[str
 
 
 def _concise(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
-    return "\n".join(_line(j, s) for j, s in enumerate(steps))
+    return "\n".join(_line(s) for s in steps)
 
 
 def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = [rng.choice(["Let's solve this problem one step at a time.", "Let's break this problem into parts."])]
     if distractors:
         out.append(f"Note that \"{distractors[0]}\" is not needed to find the answer.")
-    for j, s in enumerate(steps):
+    for s in steps:
         op = s.wrong_op if s.slip == "op" and s.wrong_value is None else s.op
         a, b = (_fmt(x) for x in s.args)
-        out.append(_line(j, s, words=f"we {_words(op, a, b)}, so "))
+        out.append(_line(s))
+        out.append(f"Here we {_words(op, a, b)} to get {_the(s.desc)}.")
     out.append(f"In summary, {_the(steps[-1].desc)} is {_fmt(steps[-1].value)}.")
     return "\n".join(out)
 
@@ -325,9 +330,10 @@ def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], 
 def _overthinking(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = ["Okay, so I need to figure this out. Hmm."]
     for j, s in enumerate(steps):
-        out.append(_line(j, s, wrong=s.wrong_value is not None))
+        out.append(_line(s, wrong=s.wrong_value is not None))
         if s.wrong_value is not None:
-            out.append(f"Hmm, wait. That's wrong: {_eq(s)}.")
+            out.append("Hmm, wait. That's wrong.")
+            out.append(_line(s))
         elif rng.random() < 0.5:
             out.append(f"Wait, is that right? {_eq(s)}... yes.")
         if aside and j == 0:
