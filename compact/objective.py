@@ -535,7 +535,7 @@ def bucketed_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor
     Under a causal mask a position never sees the padding to its right, so every position a group computes
     equals the one-batch forward's up to floating-point reassociation. With ``group``, each question keeps
     its whole padded width ``[K, L_question]``: the reference MI proxy reads the hidden states of padding
-    positions up to the question's longest branch (METHOD.md), and those are computed exactly as in one
+    positions up to the question's longest branch (book/specification.md), and those are computed exactly as in one
     forward per question. Zeros stand only where no question's row reaches.
     """
     n, width = input_ids.shape

@@ -468,6 +468,9 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
                                                        parameters=params, timeout=cfg.notebook_timeout))
             reg.setdefault("keys", {}).setdefault("notebooks", {})[src.stem] = plan.keys["notebooks"][src.stem]
             write_json(results / REGISTRY, reg)  # progress survives a later notebook's failure
+    if runner.timings and reg:  # what each stage took, for the next --dry-run's estimate
+        reg["timings_s"] = {**reg.get("timings_s", {}), **runner.timings}
+        write_json(results / REGISTRY, reg)
     summary = {"profile": cfg.profile, "trained": bool(force or runner.timings.get("training")),
                "notebooks_executed": [p.stem for p in todo], "timings_s": runner.timings}
     if book:
@@ -492,6 +495,72 @@ def _rel(p: Path | str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+def plan_status(plan: Plan) -> list[dict[str, Any]]:
+    """One row per stage: what it is, its key, whether its output is cached, and how many items it would run."""
+    from .provenance import is_complete
+    from .teachers.generate import store_root
+    from .train import artifact_dirs
+    from .world.build import world_path
+
+    reg = read_registry(plan.cfg.results)
+    rk = reg.get("keys", {})
+    rows = []
+    if plan.world_cfg is not None:
+        wp = world_path(plan.world_cfg)
+        rows.append({"stage": "world", "what": _rel(wp), "todo": 0 if is_complete(wp) else 1, "of": 1})
+    store = store_root(plan.generate_cfg)
+    store_ok = is_complete(store) or (store / "store.json").is_file()
+    rows.append({"stage": "rationales", "what": _rel(store), "todo": 0 if store_ok else 1, "of": 1})
+    todo_runs = 0
+    for tcfg in plan.runs.values():
+        try:
+            done = is_complete(artifact_dirs(tcfg)[0])
+        except Exception:  # the store is not built yet: its runs cannot be cached either
+            done = False
+        todo_runs += not done
+    rows.append({"stage": "training", "what": f"{len(plan.runs)} runs", "todo": todo_runs, "of": len(plan.runs)})
+    rows.append({"stage": "merges", "what": f"{len(plan.merges)} merges",
+                 "todo": sum(rk.get("merges", {}).get(m) != k for m, k in plan.keys["merges"].items()),
+                 "of": len(plan.merges)})
+    rows.append({"stage": "evaluation", "what": f"{len(plan.keys['eval'])} models",
+                 "todo": sum(rk.get("eval", {}).get(m) != k for m, k in plan.keys["eval"].items()),
+                 "of": len(plan.keys["eval"])})
+    stale = stale_report(plan)
+    rows.append({"stage": "results", "what": _rel(plan.results), "todo": int(stale["results"]), "of": 1})
+    rows.append({"stage": "notebooks", "what": f"{len(plan.keys['notebooks'])} notebooks",
+                 "todo": len(stale["notebooks"]), "of": len(plan.keys["notebooks"])})
+    last = reg.get("timings_s", {})
+    for row in rows:  # the last measured time of the stage, scaled by the share of it that would run
+        t = last.get(row["stage"])
+        row["estimate_s"] = None if t is None else round(t * row["todo"] / max(1, row["of"]), 1)
+    return rows
+
+
+def describe_plan(plan: Plan) -> str:
+    """The plan as a reader wants it from ``--dry-run``: each stage, cached or to run, and an estimate."""
+    rows = plan_status(plan)
+    lines = [f"profile {plan.cfg.profile}: {len(plan.runs)} runs, {len(plan.merges)} merges "
+             f"(results: {_rel(plan.results)})", "",
+             f"{'stage':<12} {'status':<22} {'estimate':>10}  output"]
+    total, known = 0.0, True
+    for r in rows:
+        status = "cached" if r["todo"] == 0 else (f"to run ({r['todo']} of {r['of']})" if r["of"] > 1 else "to run")
+        est = "-" if r["todo"] == 0 else ("unknown" if r["estimate_s"] is None else f"~{r['estimate_s'] / 60:.0f} min")
+        if r["todo"]:
+            known = known and r["estimate_s"] is not None
+            total += r["estimate_s"] or 0.0
+        lines.append(f"{r['stage']:<12} {status:<22} {est:>10}  {r['what']}")
+    lines.append("")
+    if not any(r["todo"] for r in rows):
+        lines.append("nothing to run: every stage is cached")
+    elif known or total:
+        lines.append(f"estimated time: ~{total / 60:.0f} min" + ("" if known else " plus the stages never timed")
+                     + f" (the last run's measured stage times, {plan.cfg.workers} workers)")
+    else:
+        lines.append("estimated time: unknown (the results folder records no stage times yet)")
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="default", help="smoke | default | paper (configs/pipeline/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -507,9 +576,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_pipeline(args.profile, args.overrides)
     if args.dry_run:
-        plan = make_plan(cfg)
-        print(json.dumps({"profile": cfg.profile, "runs": list(plan.runs), "merges": list(plan.merges),
-                          "stale": stale_report(plan), "keys": plan.keys}, indent=1))
+        print(describe_plan(make_plan(cfg)))
         return 0
     summary = run_pipeline(cfg, force=args.force, book=args.book, allow_uncalibrated=args.allow_uncalibrated)
     print(json.dumps(summary, indent=1))

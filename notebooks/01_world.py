@@ -97,7 +97,8 @@ for task in world.tasks:
 # ## The tokenizer
 #
 # Numbers are spelled digit by digit, so arithmetic is a sequence of single-digit predictions, and the chat
-# template wraps a question as the student will always see it. METHOD.md's thinking-token rule (each word
+# template wraps a question as the student will always see it. The thinking-token rule of the
+# [specification](../specification.md) (each word
 # encoded bare and with a leading space; only single-token encodings count) is the same function for the
 # world tokenizer and for a real one.
 
@@ -180,4 +181,4 @@ print("The student starts with little in-distribution skill: the rationales of t
 #    needed for the answer?
 # 3. Build a world with `student.num_kv_heads` equal to `student.num_heads` (copy the smoke config and edit
 #    it): the GQA widening quirk of chapter 3 then disappears. Check `arch` to confirm.
-# 4. Encode `"In summary"` with the world tokenizer: why is it not a thinking token under METHOD.md's rule?
+# 4. Encode `"In summary"` with the world tokenizer: why is it not a thinking token under the specification's rule?

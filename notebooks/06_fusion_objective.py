@@ -35,7 +35,7 @@
 # $\lambda = 0.1$, $m_{ij} = \text{mask}_i \cdot \text{mask}_j$, $p_{k,t} = \operatorname{softmax}(z_{k,t})$.
 # The gradient is $\sum_k \alpha_k \nabla L_k + \lambda \nabla(\text{consistency})$: the paper's "dynamic
 # fusion of teacher gradients". Below: the fusion by hand, an $\alpha$ heat-map, how the variants of
-# METHOD.md change $\alpha$, and what the consistency term contributes.
+# the [specification](../specification.md) change $\alpha$, and what the consistency term contributes.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -135,7 +135,7 @@ plt.show()
 # %% [markdown]
 # ## Reference versus variants
 #
-# Each variant of METHOD.md is one config switch. The table compares $\alpha$ with the reference's on the same
+# Each variant of the [specification](../specification.md) is one config switch. The table compares $\alpha$ with the reference's on the same
 # questions: the mean absolute change, how often the top-weighted teacher changes, the mean weight given to
 # wrong rationales, and the consistency term.
 

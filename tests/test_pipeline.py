@@ -131,6 +131,32 @@ def test_smoke_book_in_headless_chromium(smoke_book):
         pytest.skip("chromium is not installed (make test installs Debian's chromium when run as root)")
     html = resolve(P.load_pipeline("smoke").html)
     shot = resolve("artifacts/smoke/screenshot.png")
-    stats = check_site(html, shot)
+    # the method page, the main table page and one mechanism page, kept for a reader of the CI log
+    shots = {page: resolve(f"artifacts/smoke/screenshot-{name}.png") for name, page in
+             (("method", "method.html"), ("main-table", "notebooks/08_main_table.html"),
+              ("consensus", "notebooks/03_consensus.html"))}
+    stats = check_site(html, shot, shots=shots)  # raises on unrendered math or a request to another host
     assert stats["pages"] >= 14 and stats["images"] >= 5 and stats["links"] > 50
-    assert shot.is_file() and shot.stat().st_size > 10_000
+    assert stats["math"] >= 50 and stats["external_requests"] == 0
+    for path in (shot, *shots.values()):
+        assert path.is_file() and path.stat().st_size > 10_000, path
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()  # MathJax ships with the book
+
+
+def test_dry_run_reads_as_a_plan_with_estimates(monkeypatch):
+    """--dry-run prints one line per stage (cached or to run, with an estimate scaled from the last run's
+    measured stage time), not raw JSON."""
+    plan = P.make_plan(P.load_pipeline("smoke"))
+    text = P.describe_plan(plan)
+    assert not text.lstrip().startswith("{")
+    for stage in ("world", "rationales", "training", "evaluation", "results", "notebooks"):
+        assert any(line.startswith(stage) for line in text.splitlines()), stage
+    # a registry that recorded every key but one run's eval, and 600 s of evaluation last time
+    reg = {"keys": {**plan.keys, "eval": {**plan.keys["eval"], "base": "old"}},
+           "timings_s": {"evaluation": 600.0, "training": 100.0}}
+    monkeypatch.setattr(P, "read_registry", lambda results: reg)
+    rows = {r["stage"]: r for r in P.plan_status(plan)}
+    n_eval = len(plan.keys["eval"])
+    assert rows["evaluation"]["todo"] == 1 and rows["evaluation"]["of"] == n_eval
+    assert rows["evaluation"]["estimate_s"] == round(600.0 / n_eval, 1)
+    assert rows["merges"]["todo"] == 0
