@@ -280,6 +280,52 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
     return rows
 
 
+def step_costs(registry: Mapping[str, Any]) -> dict[str, Any]:
+    """Measured training cost of this profile's runs: seconds per optimizer step (each run's wall time over
+    its steps, as the pipeline's workers ran it), split into multi-teacher and single-teacher runs."""
+    import json
+
+    per: dict[str, list[float]] = {"multi": [], "single": []}
+    qps = None
+    for meta in registry.get("runs", {}).values():
+        summary = resolve(meta["path"]) / "summary.json"
+        if not summary.is_file():
+            continue
+        s = json.loads(summary.read_text())
+        if not s.get("steps"):
+            continue
+        per["single" if meta.get("method") == "single" else "multi"].append(s["time_s"] / s["steps"])
+        if qps is None:
+            from .train import load_config as load_train_config
+
+            qps = load_train_config(resolve(meta["path"]) / "config.yaml").optim.questions_per_step
+    return {"questions_per_step": qps,
+            **{f"{k}_runs": len(v) for k, v in per.items()},
+            **{f"{k}_s_per_step": float(np.mean(v)) if v else None for k, v in per.items()}}
+
+
+def budget_table(registry: Mapping[str, Any], curve_rows: Sequence[Mapping[str, Any]], *,
+                 workers: int | None = None) -> list[dict]:
+    """Budget against accuracy: for each step the learning curves measured, the questions a run has seen,
+    each curve method's ID accuracy, and the training stage's time for the whole grid at that budget
+    (projected from the measured seconds per step of its multi- and single-teacher runs on ``workers``)."""
+    cost = step_costs(registry)
+    workers = workers or int(registry.get("config", {}).get("workers") or 1)
+    steps = sorted({int(r["step"]) for r in curve_rows})
+    methods = list(dict.fromkeys(r["method"] for r in curve_rows))
+    acc = {(r["method"], int(r["step"])): r["id_mean"] for r in curve_rows}
+    out = []
+    for step in steps:
+        row: dict[str, Any] = {"step": step,
+                               "questions": step * cost["questions_per_step"] if cost["questions_per_step"] else None}
+        for m in methods:
+            row[m] = acc.get((m, step))
+        cpu = sum((cost[f"{k}_runs"] * step * (cost[f"{k}_s_per_step"] or 0.0)) for k in ("multi", "single"))
+        row["grid_training_min"] = round(cpu / workers / 60, 1)
+        out.append(row)
+    return out
+
+
 def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
     """The profile's first evaluation config, restricted to the ID tasks' first ``limit`` questions."""
     import dataclasses
