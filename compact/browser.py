@@ -5,7 +5,7 @@ Serves the HTML folder on 127.0.0.1 (a random free port), drives Debian's ``chro
 playwright (no browser download: ``executable_path`` points at the system binary), visits every page, and
 keeps screenshots: the landing page, and any pages named in ``shots``. Every request to another host is
 refused and reported (the book must read offline: MathJax is served from the build, see ``_config.yml``).
-Math counts as rendered when every ``.math`` element holds a MathJax container and no raw ``\(`` or ``$$``
+Math counts as rendered when every ``.math`` element holds a MathJax container and no raw ``\\(`` or ``$$``
 delimiter is left in the page's visible text.
 """
 from __future__ import annotations
