@@ -175,7 +175,7 @@ print("The student starts with little in-distribution skill: the rationales of t
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `world_config = "configs/world/default.yaml"` and rerun: how do the pretraining curve and the base
+# 1. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"`, and rerun: how do the pretraining curve and the base
 #    accuracies change with 1,500 pretraining steps instead of the smoke world's 30?
 # 2. Set `n_examples = 5` and read the `variation` records: which sentence is the distractor, and is it ever
 #    needed for the answer?

@@ -214,7 +214,7 @@ print("Per-teacher mean in-degree:", {t: round(v, 3) for t, v in by_teacher.item
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `world_config = "configs/world/default.yaml"` (a better-trained student) and rerun: does the AUC move
+# 1. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"` (a better-trained student) and rerun: does the AUC move
 #    away from 0.5?
 # 2. Replace the softmax temperature $\sqrt{d_q}$ by 1 inside `soft_graph` (only there): how peaked does $A$
 #    get, and does the `assert` against the package now fail, as it should?

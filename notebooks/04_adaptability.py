@@ -212,6 +212,6 @@ print(f"At thinking tokens the mean jump is {ratio_j:.2f}x and the mean HSIC {ra
 #    are gone?
 # 2. Append padding to a batch (re-collate with a longer pad) and recompute both variants: which one changes?
 #    ([Chapter 11](11_paper_vs_code.ipynb) does this.)
-# 3. Set `world_config = "configs/world/default.yaml"`: with a better student, does the proxy track HSIC more
+# 3. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"`: with a better student, does the proxy track HSIC more
 #    closely?
 # 4. Raise `n_questions` to 40: are the correlations stable?

@@ -147,7 +147,7 @@ print(f"Easiest teacher for this student: {easiest} (mean L {per_teacher.loc[eas
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `world_config = "configs/world/default.yaml"`: does a better-pretrained student find wrong arithmetic
+# 1. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"`: does a better-pretrained student find wrong arithmetic
 #    more surprising (AUC further from 0.5)?
 # 2. In the per-token plot, set `k = 3` (the over-thinker): where are its hard tokens?
 # 3. Restrict the AUC to one teacher (`df[df.teacher == "sim-llama-instruct"]`): within one style, does
