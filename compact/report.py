@@ -326,6 +326,44 @@ def budget_table(registry: Mapping[str, Any], curve_rows: Sequence[Mapping[str, 
     return out
 
 
+def sample_sheet(registry: Mapping[str, Any], *, per_task: int = 2, tasks: Sequence[str] | None = None,
+                 teachers: Sequence[Any] = (), world=None) -> list[dict]:
+    """Per-sample outputs (lm-eval's ``--log_samples`` idea) for the first ``per_task`` test questions of each
+    task: the question, the gold answer, every method's student answer (its lowest seed) with the extracted
+    answer and whether it is right, and, when ``teachers`` (simulated teacher objects) and ``world`` are given,
+    the rationale each teacher writes for the question (test questions are never in the training store)."""
+    models = _models(registry)
+    tasks = list(tasks or [*registry["tasks"]["id"], *registry["tasks"]["ood"]])
+    first: dict[str, str] = {}
+    for mid in sorted(registry["evals"], key=lambda m: (models[m]["seed"], m)):
+        first.setdefault(models[mid]["name"], mid)
+    samples = {name: {s["id"]: s for s in _samples(registry, mid)} for name, mid in first.items()}
+    base = samples.get("base") or next(iter(samples.values()))
+    chosen: list[dict] = []
+    for task in tasks:
+        chosen += [s for s in base.values() if s["task"] == task][:per_task]
+    wanted = {s["id"] for s in chosen}
+    examples = {} if world is None else {ex.id: ex for task in tasks for ex in world.examples(task, "test")
+                                         if ex.id in wanted}
+    rows = []
+    for s in chosen:
+        ex = examples.get(s["id"])
+        row = {"id": s["id"], "task": s["task"], "question": ex.question if ex is not None else s["prompt"],
+               "gold": s["gold"], "answers": [], "teachers": []}
+        for name, mid in first.items():
+            got = samples[name].get(s["id"])
+            if got is not None:
+                row["answers"].append({"method": models[mid]["label"], "name": name, "seed": models[mid]["seed"],
+                                       "generation": got["generation"], "extracted": got["extracted_strict"],
+                                       "correct": bool(got["correct_strict"])})
+        for t in teachers if ex is not None else ():
+            gen = t.generate_one(ex, 0)
+            row["teachers"].append({"teacher": t.name, "rationale": gen.text,
+                                    "correct": bool(gen.meta.get("final_correct"))})
+        rows.append(row)
+    return rows
+
+
 def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
     """The profile's first evaluation config, restricted to the ID tasks' first ``limit`` questions."""
     import dataclasses

@@ -122,6 +122,24 @@ def test_results_notebooks_show_their_figures(smoke_book, notebook):
 
 
 @pytest.mark.slow
+def test_per_sample_page_shows_every_method_and_the_teachers(smoke_book):
+    """The per-sample page holds, for each task's first test questions, the gold answer, a row per evaluated
+    method and each simulated teacher's rationale."""
+    import nbformat
+
+    plan = P.make_plan(P.load_pipeline("smoke"))
+    nb = nbformat.read(plan.results / "notebooks" / "14_samples.ipynb", as_version=4)
+    page = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    reg = P.read_registry(plan.results)
+    n_questions = 2 * (len(reg["tasks"]["id"]) + len(reg["tasks"]["ood"]))
+    assert page.count("<b>gold:</b>") == n_questions
+    names = {m.rsplit("-s", 1)[0] for m in reg["evals"]}
+    assert page.count("<tr><td>") == n_questions * len(names)
+    assert page.count("<details><summary>sim-") == n_questions * 4
+
+
+@pytest.mark.slow
 @pytest.mark.browser
 def test_smoke_book_in_headless_chromium(smoke_book):
     from compact.browser import check_site, chromium_path
