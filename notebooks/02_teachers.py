@@ -72,6 +72,14 @@ pool
 
 # %% [markdown]
 # ## One question, K rationales
+#
+# The four styles differ in everything around the computation (a preamble, checks by the inverse operation,
+# a caught slip, an explanation of each operation in words, hesitations and asides, a summary line) and share
+# its skeleton: each step is written as the bare equation `a op b = c.`, the form in which the base student
+# learned its facts and its one-step questions. That is what real teachers share too (the equations of a
+# solution), and it is what lets a small student learn to chain steps at all: written as
+# `Step j: a op b = c (what it is).` the same computations taught a student of this size almost nothing in the
+# grid's budget (measured in the closing notes of the change that introduced this skeleton).
 
 # %%
 instances = build_instances(store, f"{task}-dev", teachers)
