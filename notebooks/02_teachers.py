@@ -77,9 +77,9 @@ pool
 # a caught slip, an explanation of each operation in words, hesitations and asides, a summary line) and share
 # its skeleton: each step is written as the bare equation `a op b = c.`, the form in which the base student
 # learned its facts and its one-step questions. That is what real teachers share too (the equations of a
-# solution), and it is what lets a small student learn to chain steps at all: written as
-# `Step j: a op b = c (what it is).` the same computations taught a student of this size almost nothing in the
-# grid's budget (measured in the closing notes of the change that introduced this skeleton).
+# solution), and it is what lets a small student learn to chain steps within a CPU budget: the same
+# computations written as `Step j: a op b = c (what it is).` lines wrap every equation in a context the base
+# student has never seen, and a student of this size then copies the template but not the question's numbers.
 
 # %%
 instances = build_instances(store, f"{task}-dev", teachers)
