@@ -122,6 +122,20 @@ def test_results_notebooks_show_their_figures(smoke_book, notebook):
 
 
 @pytest.mark.slow
+def test_executed_notebooks_hide_their_parameter_cells(smoke_book):
+    """Every executed notebook removes its own defaults cell from the page and collapses papermill's injected
+    values (the reader can open them; they are what the pipeline ran with)."""
+    import nbformat
+
+    plan = P.make_plan(P.load_pipeline("smoke"))
+    for name in plan.keys["notebooks"]:
+        nb = nbformat.read(plan.results / "notebooks" / f"{name}.ipynb", as_version=4)
+        tags = [c.metadata.get("tags", []) for c in nb.cells]
+        assert any("parameters" in t and "remove-cell" in t for t in tags), name
+        assert any("injected-parameters" in t and "hide-cell" in t for t in tags), name
+
+
+@pytest.mark.slow
 def test_per_sample_page_shows_every_method_and_the_teachers(smoke_book):
     """The per-sample page holds, for each task's first test questions, the gold answer, a row per evaluated
     method and each simulated teacher's rationale."""
