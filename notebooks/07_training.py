@@ -157,10 +157,13 @@ if two_processes:
 #
 # A didactic demo (no optimizer): two processes each take half of a batch of questions, scale their summed
 # per-question losses by $P/Q$, and let DDP average the gradients; rank 0 saves the result, which we compare
-# with the gradient of the mean loss computed in one process on the whole batch. (accelerate announces
-# "2 CUDAs" even when, as here, it forks two CPU processes.)
+# with the gradient of the mean loss computed in one process on the whole batch. (The launcher's own banner,
+# which names the processes "CUDAs" even when it forks CPU processes, is kept off the page.)
 
 # %%
+import contextlib
+import io
+
 from accelerate import Accelerator, notebook_launcher
 
 tok = world.tokenizer
@@ -184,7 +187,9 @@ def ddp_gradient(batch, out_dir):
         torch.save(flat_grad(acc.unwrap_model(model)), os.path.join(out_dir, "grad.pt"))
 
 
-notebook_launcher(ddp_gradient, args=(demo_batch, out_dir), num_processes=2, use_port=free_port())
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # set, so the forked processes do not warn that it is unset
+with contextlib.redirect_stdout(io.StringIO()):
+    notebook_launcher(ddp_gradient, args=(demo_batch, out_dir), num_processes=2, use_port=free_port())
 single = world.load_student().train()
 compact_objective(single, demo_batch, ObjectiveConfig()).loss.backward()  # mean over the 4 questions
 g_ddp, g_one = torch.load(os.path.join(out_dir, "grad.pt"), weights_only=True), flat_grad(single)
