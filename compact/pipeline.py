@@ -171,6 +171,11 @@ def eval_configs_for(cfg: PipelineConfig, model: str) -> list:
     return [load(EvalConfig, path, [*world, *cfg.eval_overrides, f"model={model}"]) for path in cfg.evals]
 
 
+# what compact.notebooks.execute does to an executed notebook beyond running it (2: parameter cells tagged for
+# the book); part of every notebook's key, so a change re-executes the published notebooks
+NOTEBOOK_EXECUTOR = 2
+
+
 def make_plan(cfg: PipelineConfig) -> Plan:
     from .teachers.generate import load_config as load_generate_config
     from .world.build import WorldConfig
@@ -210,7 +215,8 @@ def make_plan(cfg: PipelineConfig) -> Plan:
                           "analysis": [cfg.validation_limit, cfg.latent_limit],
                           "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit]})
     nb_params = notebook_parameters(cfg)
-    keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"]})
+    keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"],
+                                     "executor": NOTEBOOK_EXECUTOR})
                          for p in selected_notebooks(cfg)}
     return Plan(cfg=cfg, world_cfg=world_cfg, generate_cfg=generate_cfg, runs=runs, run_meta=meta,
                 merges=merges, keys=keys)
