@@ -79,6 +79,7 @@ for s in range(0, len(sub), batch_questions):
 def score(cfg: ObjectiveConfig):
     """alpha, S and the raw scores of every branch of `sub`, plus the loss terms, under objective config cfg."""
     rows, terms = [], []
+    cfg = dataclasses.replace(cfg, forward_buckets=1)  # one padded forward: every score, also those alpha ignores
     for s, batch in zip(range(0, len(sub), batch_questions), batches):
         out = compact_objective(student, batch, cfg)
         terms.append({"sft": float(out.loss_sft), "consistency": float(out.loss_consistency),
