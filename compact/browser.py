@@ -114,11 +114,11 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
                     elif rel == "index.html":
                         landing = (Path(rel).parent / target).as_posix()
                     continue
+                current["page"] = rel  # before goto: requests made while the page loads are its own
                 resp = page.goto(url, wait_until="load", timeout=timeout_ms)
                 if resp is None or resp.status != 200:
                     problems.append(f"{rel}: HTTP {resp.status if resp else 'no response'}")
                     continue
-                current["page"] = rel
                 stats["pages"] += 1
                 if not page.locator("main, article, div[role=main]").count():
                     problems.append(f"{rel}: no main content element rendered")

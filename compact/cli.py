@@ -41,7 +41,7 @@ def add_common(parser: argparse.ArgumentParser, *, config_required: bool = False
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
-_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|doc|ref|cite|py:\w+):`~?([^`]+)`")
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|doc|ref|cite|math|py:\w+):`~?([^`]+)`")
 
 
 def plain_text(doc: str) -> str:
@@ -49,7 +49,7 @@ def plain_text(doc: str) -> str:
     removed (``:func:`x``` -> x, ````x```` -> x, ``.. math::`` -> its formula, a closing ``::`` -> ``:``)."""
     out = []
     for line in doc.splitlines():
-        directive = re.match(r"(\s*)\.\. \w+::\s*(.*)$", line)
+        directive = re.match(r"(\s*)\.\. [\w-]+::\s*(.*)$", line)
         if directive:  # a directive: its argument (a formula, say) stays, indented; its body follows as is
             if directive.group(2):
                 out.append(f"{directive.group(1)}    {directive.group(2)}")

@@ -292,8 +292,6 @@ def _eos_ids(tokenizer, model) -> set[int]:
     return ids
 
 
-@torch.inference_mode()
-
 def _cache_argument(model) -> str:
     """The forward argument that takes the KV cache: ``cache`` in transformers releases that renamed it (they
     warn on ``past_key_values``), ``past_key_values`` before. A wrapper (PEFT) is asked for its base model."""
@@ -309,6 +307,7 @@ def _cache_of(out):
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 
+@torch.inference_mode()
 def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos_ids: set[int],
                     max_new_tokens: int, stopper: _AnswerLineStop | None = None) -> tuple[list[list[int]], list[str]]:
     """Greedy decoding of a left-padded batch with a KV cache; returns new tokens (eos excluded) and stop reasons."""

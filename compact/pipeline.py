@@ -419,6 +419,8 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
     t0 = time.time()
     plan = make_plan(cfg)
     runner = Runner(plan, force=force)
+    # how many items each stage has to run now: the recorded stage times become per-item times (--dry-run)
+    to_run = {r["stage"]: (r["of"] if force else r["todo"]) for r in plan_status(plan)}
     results = plan.results
     results.mkdir(parents=True, exist_ok=True)
     reg = read_registry(results)
@@ -474,8 +476,9 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
                                                        parameters=params, timeout=cfg.notebook_timeout))
             reg.setdefault("keys", {}).setdefault("notebooks", {})[src.stem] = plan.keys["notebooks"][src.stem]
             write_json(results / REGISTRY, reg)  # progress survives a later notebook's failure
-    if runner.timings and reg:  # what each stage took, for the next --dry-run's estimate
-        reg["timings_s"] = {**reg.get("timings_s", {}), **runner.timings}
+    measured = {k: {"seconds": v, "items": to_run[k]} for k, v in runner.timings.items() if to_run.get(k)}
+    if measured and reg:  # what each stage took for how many items, for the next --dry-run's estimate
+        reg["timings_s"] = {**reg.get("timings_s", {}), **measured}
         write_json(results / REGISTRY, reg)
     summary = {"profile": cfg.profile, "trained": bool(force or runner.timings.get("training")),
                "notebooks_executed": [p.stem for p in todo], "timings_s": runner.timings}
@@ -515,13 +518,14 @@ def plan_status(plan: Plan) -> list[dict[str, Any]]:
         wp = world_path(plan.world_cfg)
         rows.append({"stage": "world", "what": _rel(wp), "todo": 0 if is_complete(wp) else 1, "of": 1})
     store = store_root(plan.generate_cfg)
-    store_ok = is_complete(store) or (store / "store.json").is_file()
+    teacher_dirs = [d for d in store.glob("*/*") if d.is_dir()] if store.is_dir() else []
+    store_ok = bool(teacher_dirs) and all(is_complete(d) for d in teacher_dirs)  # store.json comes first
     rows.append({"stage": "rationales", "what": _rel(store), "todo": 0 if store_ok else 1, "of": 1})
     todo_runs = 0
     for tcfg in plan.runs.values():
         try:
             done = is_complete(artifact_dirs(tcfg)[0])
-        except Exception:  # the store is not built yet: its runs cannot be cached either
+        except (CompactError, OSError):  # the store is not built yet: its runs cannot be cached either
             done = False
         todo_runs += not done
     rows.append({"stage": "training", "what": f"{len(plan.runs)} runs", "todo": todo_runs, "of": len(plan.runs)})
@@ -536,9 +540,10 @@ def plan_status(plan: Plan) -> list[dict[str, Any]]:
     rows.append({"stage": "notebooks", "what": f"{len(plan.keys['notebooks'])} notebooks",
                  "todo": len(stale["notebooks"]), "of": len(plan.keys["notebooks"])})
     last = reg.get("timings_s", {})
-    for row in rows:  # the last measured time of the stage, scaled by the share of it that would run
+    for row in rows:  # the last measured time per item of the stage, times the items that would run now
         t = last.get(row["stage"])
-        row["estimate_s"] = None if t is None else round(t * row["todo"] / max(1, row["of"]), 1)
+        per_item = t["seconds"] / t["items"] if isinstance(t, dict) and t.get("items") else None
+        row["estimate_s"] = None if per_item is None else round(per_item * row["todo"], 1)
     return rows
 
 

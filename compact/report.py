@@ -338,6 +338,8 @@ def sample_sheet(registry: Mapping[str, Any], *, per_task: int = 2, tasks: Seque
     for mid in sorted(registry["evals"], key=lambda m: (models[m]["seed"], m)):
         first.setdefault(models[mid]["name"], mid)
     samples = {name: {s["id"]: s for s in _samples(registry, mid)} for name, mid in first.items()}
+    if not samples:
+        return []
     base = samples.get("base") or next(iter(samples.values()))
     chosen: list[dict] = []
     for task in tasks:

@@ -129,9 +129,11 @@ wide
 from compact.report import budget_table, step_costs
 
 costs = step_costs(registry)
-print(f"measured: {costs['multi_s_per_step']:.2f} s per multi-teacher step ({costs['multi_runs']} runs), "
-      f"{costs['single_s_per_step']:.2f} s per single-teacher step ({costs['single_runs']} runs), "
-      f"{costs['questions_per_step']} questions per step")
+for kind in ("multi", "single"):
+    per = costs[f"{kind}_s_per_step"]
+    print(f"{kind}-teacher runs: {costs[f'{kind}_runs']}, "
+          + (f"{per:.2f} s per step" if per is not None else "no step time recorded"))
+print(f"{costs['questions_per_step']} questions per step")
 budget = pd.DataFrame(budget_table(registry, curves.to_dict("records")))
 budget.rename(columns={"grid_training_min": "grid training (min)"}).style.hide(axis="index").format(
     {m: pct for m in curves["method"].unique()} | {"grid training (min)": "{:.0f}"})

@@ -20,7 +20,8 @@ def test_help_has_no_rest_markup_and_names_real_paths(capsys):
         with pytest.raises(SystemExit):
             main([name, "--help"])
         text = capsys.readouterr().out
-        for markup in ("``", ":func:", ":class:", ":mod:", ":meth:", ".. math::", "artifacts/train/"):
+        for markup in ("``", ":func:", ":class:", ":mod:", ":meth:", ":math:", ".. math::", ".. code-block::",
+                       "artifacts/train/"):
             assert markup not in text, (name, markup)
 
 

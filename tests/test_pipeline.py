@@ -185,10 +185,10 @@ def test_dry_run_reads_as_a_plan_with_estimates(monkeypatch):
         assert any(line.startswith(stage) for line in text.splitlines()), stage
     # a registry that recorded every key but one run's eval, and 600 s of evaluation last time
     reg = {"keys": {**plan.keys, "eval": {**plan.keys["eval"], "base": "old"}},
-           "timings_s": {"evaluation": 600.0, "training": 100.0}}
+           "timings_s": {"evaluation": {"seconds": 600.0, "items": 4}, "training": {"seconds": 100.0, "items": 2}}}
     monkeypatch.setattr(P, "read_registry", lambda results: reg)
     rows = {r["stage"]: r for r in P.plan_status(plan)}
     n_eval = len(plan.keys["eval"])
     assert rows["evaluation"]["todo"] == 1 and rows["evaluation"]["of"] == n_eval
-    assert rows["evaluation"]["estimate_s"] == round(600.0 / n_eval, 1)
+    assert rows["evaluation"]["estimate_s"] == 150.0  # the last run's 600 s over 4 models, for 1 model
     assert rows["merges"]["todo"] == 0
