@@ -132,7 +132,7 @@ arch = {"parameters": sum(p.numel() for p in student.parameters()), "layers": cf
         "key/value heads": cfg.num_key_value_heads, "vocabulary": cfg.vocab_size}
 pd.Series(arch, name="base student").to_frame()
 
-# %%
+# %% tags=["hide-input"]
 log_rows = [json.loads(line) for line in (world.path / "pretrain_log.jsonl").read_text().splitlines() if line]
 steps = [r["step"] for r in log_rows]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))

@@ -116,7 +116,7 @@ per_teacher = df.groupby("teacher")[["final_correct", "steps_correct", "tokens",
 per_teacher = per_teacher.loc[teachers].round(2)
 per_teacher
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 acc = df.pivot_table(index="key", columns="teacher", values="final_correct", aggfunc="mean")[teachers]
 acc.plot.bar(ax=axes[0], rot=0, width=0.8)
@@ -139,7 +139,7 @@ plt.show()
 # the share of questions whose teachers' final answers are not all equal, and the pairwise agreement of final
 # answers.
 
-# %%
+# %% tags=["hide-input"]
 dis = {key: disagreement(store, key, teachers) for key in store.keys()}
 extracted = {name: {} for name in teachers}
 for key in dev_keys:

@@ -111,7 +111,7 @@ print("correct:", [lab["final_correct"] for lab in shown[0].labels])
 # trained student attends almost uniformly ($A_{ij} \approx 1/K$), so widths and sizes are rescaled
 # min-to-max within each graph to make the small differences visible; the titles give the raw $C$.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 4.2), squeeze=False)
 for ax, inst in zip(axes[0], shown):
     A, C = soft_graph(inst)
@@ -172,7 +172,7 @@ summary = pd.DataFrame([{
     "AUC": auc(sub.consensus.tolist(), sub.correct.tolist())} for w, sub in scores.groupby("widening")])
 summary.set_index("widening").round(3)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 data = [ref[ref.correct].consensus, ref[~ref.correct].consensus]
 axes[0].boxplot(data, showfliers=False)

@@ -100,7 +100,7 @@ pd.DataFrame({"teacher": inst.teachers, "correct": [lab["final_correct"] for lab
               "tokens (incl. prompt)": (batch.attention_mask.sum(1)).tolist(),
               "M reference": M.tolist(), "M masked_mean": masked.tolist()}).set_index("teacher").round(3)
 
-# %%
+# %% tags=["hide-input"]
 k = inst.teachers.index(teacher_shown) if teacher_shown in inst.teachers else 0
 start, last = int(batch.assistant_start[k]), int(last_nonpad(batch.attention_mask)[k])
 L = batch.input_ids.shape[1]
@@ -158,7 +158,7 @@ stats = pd.DataFrame({name: proxy_vs_estimator(m.tolist(), hsic_branch.tolist(),
                       for name, m in (("reference", m_ref), ("masked_mean", m_mask))}).T
 stats.round(3)
 
-# %%
+# %% tags=["hide-input"]
 tokens_mi = []
 for b in range(batch.n_questions):
     rows = (batch.group == b).nonzero().squeeze(1)

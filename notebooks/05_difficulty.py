@@ -80,7 +80,7 @@ print("L_k =", {t: round(float(v), 3) for t, v in zip(dev[0].teachers, L_pkg)}, 
 #
 # Per-token cross-entropy along one branch: digits (the arithmetic itself) against the words around them.
 
-# %%
+# %% tags=["hide-input"]
 valid = y[k] != IGNORE_INDEX
 pos = valid.nonzero().squeeze(1)
 toks = [tok.decode([int(y[k, p])]) for p in pos]
@@ -95,7 +95,7 @@ plt.show()
 # %% [markdown]
 # ## Difficulty versus correctness, over the dev set
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for s in range(0, len(dev), batch_questions):
     chunk = dev[s:s + batch_questions]

@@ -117,7 +117,7 @@ assert torch.allclose(a_pkg, torch.tensor(alpha.values, dtype=torch.float32), at
 # Rows: teachers; columns: dev questions; colour: $\alpha_k$ (uniform would be $1/K$ everywhere); a cross
 # marks a rationale whose final answer is wrong.
 
-# %%
+# %% tags=["hide-input"]
 heat = ref.pivot(index="teacher", columns="id", values="alpha").reindex(index=teachers,
                                                                           columns=[i.id for i in sub])
 fig, ax = plt.subplots(figsize=(min(1 + 0.45 * len(sub), 16), 3.2))
@@ -168,7 +168,7 @@ variant_table.round(4)
 #
 # How much of the loss is consistency, and how its pair weights $\alpha_i\alpha_j$ are spread.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 w_pairs = []
 for _, g in ref.groupby("id"):

@@ -118,7 +118,7 @@ pd.DataFrame(steps)[["step", "loss", "loss_sft", "loss_consistency", "grad_norm"
 # `alpha.jsonl` holds, for every branch of every step, $\alpha$ and the raw scores $M$, $C$, $L$. Per step, the
 # mean $\alpha$ of each teacher (uniform is $1/K$), and every branch's $\alpha$ against its $M_k$.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 mean_alpha = alpha_rows.pivot_table(index="step", columns="teacher", values="alpha", aggfunc="mean")[teachers]
 mean_alpha.plot(ax=axes[0], marker="o")

@@ -98,7 +98,7 @@ if "tables/validation/mi_vs_hsic" in index:
 # %% [markdown]
 # ## Teacher weights over training
 
-# %%
+# %% tags=["hide-input"]
 windows = pd.DataFrame(read_table("dynamics/alpha_windows", root)) if "tables/dynamics/alpha_windows" in index else None
 if windows is not None:
     for method, rows in windows.groupby("method", sort=False):
