@@ -123,10 +123,10 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
             color="#4c72b0", label="in distribution (arith, variation, symbolic)")
     ax.barh(y + h / 2, [100 * r["ood_mean"] for r in rows], h, xerr=[100 * r["ood_std"] for r in rows],
             color="#dd8452", label="out of distribution (mcq, yesno)")
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("strict accuracy (%), mean over seeds; bars: std")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -121,12 +121,12 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 acc = df.pivot_table(index="key", columns="teacher", values="final_correct", aggfunc="mean")[teachers]
 acc.plot.bar(ax=axes[0], rot=0, width=0.8)
 axes[0].set(ylim=(0, 1.05), ylabel="final-answer accuracy", title="Accuracy per task (dev)")
-axes[0].legend(fontsize=7, loc="lower right")
+axes[0].legend(fontsize=9, loc="lower right")
 for i, name in enumerate(teachers):
     sub = df[df.teacher == name]
     axes[1].hist(sub["tokens"], bins=20, alpha=0.5, label=name, color=f"C{i}")
 axes[1].set(xlabel="rationale length (student tokens)", ylabel="rationales", title="Length")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=9)
 axes[2].scatter(df["tokens"], df["thinking tokens"], c=[f"C{teachers.index(t)}" for t in df["teacher"]], s=10)
 axes[2].set(xlabel="rationale length (tokens)", ylabel="thinking tokens", title="Thinking words per rationale")
 fig.tight_layout()
@@ -158,7 +158,7 @@ axes[1].set_xticks(range(len(teachers)), teachers, rotation=30, ha="right")
 axes[1].set_yticks(range(len(teachers)), teachers)
 for i in range(len(teachers)):
     for j in range(len(teachers)):
-        axes[1].text(j, i, f"{agree[i, j]:.2f}", ha="center", va="center", color="w", fontsize=8)
+        axes[1].text(j, i, f"{agree[i, j]:.2f}", ha="center", va="center", color="w", fontsize=9)
 axes[1].set_title("Pairwise final-answer agreement (dev)")
 fig.colorbar(im, ax=axes[1])
 fig.tight_layout()

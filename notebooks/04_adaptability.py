@@ -113,10 +113,10 @@ if last + 1 < L:
 peaks = [p for p in range(L) if bool(is_think[k, p]) and p <= last]
 axes[0].scatter(peaks, g[k, peaks].numpy(), color="C3", zorder=3, label="thinking token")
 for p in peaks:
-    axes[0].annotate(tok.decode([int(batch.input_ids[k, p])]).strip(), (p, float(g[k, p])), fontsize=7,
+    axes[0].annotate(tok.decode([int(batch.input_ids[k, p])]).strip(), (p, float(g[k, p])), fontsize=9,
                      xytext=(0, 6), textcoords="offset points", ha="center", color="C3")
 axes[0].set(ylabel="$g_t$", title=f"Gold-answer logit along {inst.teachers[k]}'s branch (gold {inst.answer!r})")
-axes[0].legend(fontsize=8, loc="upper left")
+axes[0].legend(fontsize=9, loc="upper left")
 jump = (torch.relu(delta[k]) * w[k]).numpy()
 axes[1].bar(t, jump, color=["C3" if bool(is_think[k, p]) else "C0" for p in range(L)], width=1.0)
 axes[1].axvspan(-0.5, start - 0.5, color="0.85", zorder=0)

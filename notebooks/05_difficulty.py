@@ -124,7 +124,7 @@ for i, t in enumerate(teachers):
     sub = df[df.teacher == t]
     axes[2].scatter(sub.tokens, sub.L, s=10, label=t, color=f"C{i}")
 axes[2].set(xlabel="assistant tokens", ylabel="$L_k$", title="Difficulty is mostly style")
-axes[2].legend(fontsize=7)
+axes[2].legend(fontsize=9)
 fig.tight_layout()
 plt.show()
 per_teacher = df.groupby("teacher")[["L", "tokens", "correct"]].mean().reindex(teachers).round(3)

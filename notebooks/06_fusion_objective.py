@@ -127,7 +127,7 @@ for j, inst in enumerate(sub):
         if not lab["final_correct"]:
             ax.text(j, teachers.index(inst.teachers[k]), "x", ha="center", va="center", color="cyan", fontsize=12)
 ax.set_yticks(range(len(teachers)), teachers)
-ax.set_xticks(range(len(sub)), [i.id.replace("-dev-", "\n") for i in sub], fontsize=6)
+ax.set_xticks(range(len(sub)), [i.id.replace("-dev-", "\n") for i in sub], fontsize=9)
 ax.set_title(r"$\alpha$ per teacher and question (reference mode; x: wrong final answer)")
 fig.colorbar(im, ax=ax, fraction=0.03)
 fig.tight_layout()

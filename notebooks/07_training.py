@@ -124,12 +124,12 @@ mean_alpha = alpha_rows.pivot_table(index="step", columns="teacher", values="alp
 mean_alpha.plot(ax=axes[0], marker="o")
 axes[0].axhline(1 / len(teachers), color="k", ls="--", lw=1, label="uniform")
 axes[0].set(ylabel=r"mean $\alpha$", title="Teacher weights per step (demo run)")
-axes[0].legend(fontsize=7)
+axes[0].legend(fontsize=9)
 for i, t in enumerate(teachers):
     sub = alpha_rows[alpha_rows.teacher == t]
     axes[1].scatter(sub.mi, sub.alpha, s=14, label=t, color=f"C{i}")
 axes[1].set(xlabel="$M_k$ (reference MI proxy)", ylabel=r"$\alpha_k$", title=r"$\alpha$ against the MI proxy")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=9)
 fig.tight_layout()
 plt.show()
 
