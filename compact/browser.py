@@ -6,7 +6,8 @@ playwright (no browser download: ``executable_path`` points at the system binary
 keeps screenshots: the landing page, and any pages named in ``shots``. Every request to another host is
 refused and reported (the book must read offline: MathJax is served from the build, see ``_config.yml``).
 Math counts as rendered when every ``.math`` element holds a MathJax container and no raw ``\\(`` or ``$$``
-delimiter is left in the page's visible text.
+delimiter is left in the page's visible text. No code block or table may be wider than the page's content
+column at 1280 px (book/_static/compact.css wraps code and table cells).
 """
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ _MATH_JS = r"""async () => {
         while (walk.nextNode()) { delims += (walk.currentNode.nodeValue.match(/\\\(|\\\[|\$\$/g) || []).length; }
     }
     return {n: math.length, raw: raw, delims: delims};
+}"""
+
+# code blocks and tables wider than the page's content column (sideways scrolling at the viewport width)
+_OVERFLOW_JS = r"""() => {
+    const main = document.querySelector('main, article, div[role=main]');
+    if (!main) { return []; }
+    const right = main.getBoundingClientRect().right + 2;
+    return Array.from(main.querySelectorAll('pre, table')).filter(e => e.offsetParent !== null).filter(
+        e => e.scrollWidth > e.clientWidth + 2 || e.getBoundingClientRect().right > right).map(
+        e => e.tagName.toLowerCase() + ': ' + (e.textContent || '').trim().slice(0, 50));
 }"""
 
 
@@ -129,6 +140,9 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
                                     f"(first: {math['raw'][0]!r})")
                 elif math["delims"]:
                     problems.append(f"{rel}: {math['delims']} raw math delimiter(s) in the page text")
+                wide = page.evaluate(_OVERFLOW_JS)
+                if wide:
+                    problems.append(f"{rel}: {len(wide)} block(s) wider than the page (first: {wide[0]!r})")
                 if rel in (shots or {}):
                     shots[rel].parent.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(shots[rel]), full_page=False)
