@@ -163,6 +163,7 @@ if two_processes:
 # %%
 import contextlib
 import io
+import warnings
 
 from accelerate import Accelerator, notebook_launcher
 
@@ -187,7 +188,9 @@ def ddp_gradient(batch, out_dir):
         torch.save(flat_grad(acc.unwrap_model(model)), os.path.join(out_dir, "grad.pt"))
 
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # set, so the forked processes do not warn that it is unset
+# accelerate's forked processes set one thread each when OMP_NUM_THREADS is unset (forking a multi-threaded
+# OpenMP pool deadlocks) and warn that they did; the filter, inherited through fork, keeps the warning off the page
+warnings.filterwarnings("ignore", message="OMP_NUM_THREADS/MKL_NUM_THREADS unset")
 with contextlib.redirect_stdout(io.StringIO()):
     notebook_launcher(ddp_gradient, args=(demo_batch, out_dir), num_processes=2, use_port=free_port())
 single = world.load_student().train()
