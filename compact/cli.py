@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from .errors import CompactError
@@ -40,8 +41,29 @@ def add_common(parser: argparse.ArgumentParser, *, config_required: bool = False
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|doc|ref|cite|math|py:\w+):`~?([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A module docstring as a terminal reader should see it: reST roles, double backticks and directives
+    removed (``:func:`x``` -> x, ````x```` -> x, ``.. math::`` -> its formula, a closing ``::`` -> ``:``)."""
+    out = []
+    for line in doc.splitlines():
+        directive = re.match(r"(\s*)\.\. [\w-]+::\s*(.*)$", line)
+        if directive:  # a directive: its argument (a formula, say) stays, indented; its body follows as is
+            if directive.group(2):
+                out.append(f"{directive.group(1)}    {directive.group(2)}")
+            continue
+        line = _ROLE.sub(r"\1", line)
+        line = re.sub(r"``([^`]+)``", r"\1", line)
+        line = re.sub(r"(?<![`\w])`([^`]+)`(?![`\w])", r"\1", line)
+        line = re.sub(r"(\S)::$", r"\1:", line)
+        out.append(line)
+    return "\n".join(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="compact", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="compact", description=plain_text(__doc__.split("\n\n")[0]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     from importlib.metadata import PackageNotFoundError, version
 
@@ -65,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         if mod.__doc__ and sp.description == help_text:  # the module docstring holds the usage examples
             sp.description = mod.__doc__.strip()
         mod.add_arguments(sp)
+        sp.description = plain_text(sp.description or help_text)
     return parser
 
 

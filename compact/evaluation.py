@@ -292,6 +292,21 @@ def _eos_ids(tokenizer, model) -> set[int]:
     return ids
 
 
+def _cache_argument(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` in transformers releases that renamed it (they
+    warn on ``past_key_values``), ``past_key_values`` before. A wrapper (PEFT) is asked for its base model."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(type(inner).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_of(out):
+    """The KV cache a forward returned, under either name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
 @torch.inference_mode()
 def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos_ids: set[int],
                     max_new_tokens: int, stopper: _AnswerLineStop | None = None) -> tuple[list[list[int]], list[str]]:
@@ -305,8 +320,9 @@ def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos
         mask[i, L - len(p):] = 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L): left padding must not shift positions
+    cache_arg = _cache_argument(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-    cache = out.past_key_values
+    cache = _cache_of(out)
     logits = out.logits[:, -1, :]  # (B, V)
     next_pos = pos[:, -1:] + 1  # (B, 1)
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
@@ -331,9 +347,9 @@ def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos
             break
         tok = torch.where(alive, tok, torch.full_like(tok, pad_id))
         mask = torch.cat([mask, alive.long()[:, None]], dim=1)  # (B, L + step + 1)
-        out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache,
-                    use_cache=True)
-        cache = out.past_key_values
+        out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
+                    **{cache_arg: cache})
+        cache = _cache_of(out)
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
     return generated, reasons

@@ -31,11 +31,14 @@ def setup_logging(level: int | str = "INFO") -> None:
 
 
 def quiet() -> bool:
-    """True under CI, papermill (``COMPACT_QUIET``), or when stderr is not a terminal."""
+    """True under CI, papermill (``COMPACT_QUIET``), or when stderr is not a terminal; an interactive Jupyter
+    kernel (whose stderr is not a terminal either) shows progress, so a long cell is never silent."""
     if os.environ.get("COMPACT_PROGRESS") == "1":
         return False
     if os.environ.get("CI") or os.environ.get("COMPACT_QUIET") == "1":
         return True
+    if "ipykernel" in sys.modules:
+        return False
     return not sys.stderr.isatty()
 
 

@@ -165,7 +165,8 @@ def _where_failed(exc: BaseException, nb) -> str:
 
 
 def _strip_volatile(path: Path) -> None:
-    """Drop execution timestamps and durations so re-executions do not churn git diffs."""
+    """Drop execution timestamps and durations so re-executions do not churn git diffs, and tag the parameter
+    cells for the book: the notebook's defaults removed, papermill's injected values collapsed."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -180,6 +181,13 @@ def _strip_volatile(path: Path) -> None:
         if isinstance(pm, dict):
             for key in ("start_time", "end_time", "duration", "exception", "status"):
                 pm.pop(key, None)
+        tags = cell.metadata.setdefault("tags", [])
+        # the page shows the values the pipeline ran with (collapsed), not the notebook's own small defaults
+        for tag, add in (("parameters", "remove-cell"), ("injected-parameters", "hide-cell")):
+            if tag in tags and add not in tags:
+                tags.append(add)
+        if not tags:
+            del cell.metadata["tags"]
     nbformat.write(nb, path)
 
 

@@ -514,56 +514,60 @@ def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> O
         proj = None  # documented fallback: consensus not needed, reported as zeros
     # rows bucket freely unless the weights read padding (then whole questions: see bucketed_forward)
     by_question = reads_padding(cfg)
-    logits, hidden = bucketed_forward(model, batch.input_ids, batch.attention_mask, cfg.forward_buckets,
-                                      group=batch.group if by_question else None)
+    logits, hidden, bucketed = bucketed_forward(model, batch.input_ids, batch.attention_mask, cfg.forward_buckets,
+                                                group=batch.group if by_question else None)
     out = objective_from_outputs(logits, hidden, lm_head_weight(model), proj, batch, cfg)
-    if not by_question and cfg.forward_buckets > 1 and cfg.mi_variant == "reference":
-        # the reference MI proxy (and S, which contains it) sums over padding that row buckets did not compute;
-        # these weights do not read it, so it is not reported rather than reported wrong
-        out.mi, out.fused = None, None
+    if bucketed and not by_question and cfg.mi_variant == "reference":
+        # the reference MI proxy sums over padding that row buckets did not compute; these weights do not read
+        # it, so it is not reported rather than reported wrong (nor is S when it contains it)
+        out.mi = None
+        if cfg.use_mi:
+            out.fused = None
     return out
 
 
 def bucketed_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, buckets: int = 4,
-                     group: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(logits, last hidden state) of right-padded rows, computed on ``buckets`` groups of similar length.
+                     group: Tensor | None = None) -> tuple[Tensor, Tensor, bool]:
+    """(logits, last hidden state, bucketed) of right-padded rows, computed on up to ``buckets`` groups of
+    similar length.
 
     A question's K branches differ in length (a concise rationale is a fifth of an over-thinking one), so
     one padded batch spends much of its compute on padding. Units (rows, or whole questions when ``group``
-    gives each row's question) are sorted by length and split into equal groups; each group runs trimmed to
-    its own longest row, and the outputs are padded back with zeros and returned in the original row order.
-    Under a causal mask a position never sees the padding to its right, so every position a group computes
-    equals the one-batch forward's up to floating-point reassociation. With ``group``, each question keeps
-    its whole padded width ``[K, L_question]``: the reference MI proxy reads the hidden states of padding
-    positions up to the question's longest branch (METHOD.md), and those are computed exactly as in one
-    forward per question. Zeros stand only where no question's row reaches.
+    gives each row's question) are sorted by length and cut into groups of ``ceil(units / buckets)``; each
+    group runs trimmed to its own longest row and is written into one output tensor (zeros at positions no
+    group computed, which every consumer masks). Under a causal mask a position never sees the padding to its
+    right, so every position a group computes equals the one-batch forward's up to floating-point
+    reassociation. With ``group``, each question keeps its whole padded width ``[K, L_question]``: the
+    reference MI proxy reads the hidden states of padding positions up to the question's longest branch
+    (book/specification.md), and those are computed exactly as in one forward per question. ``bucketed``
+    is False when one padded forward ran (one bucket, one row, or a DistributedDataParallel wrapper, which
+    expects one forward per backward).
     """
     n, width = input_ids.shape
-    lengths = attention_mask.sum(dim=1).tolist()
-    # a DistributedDataParallel wrapper (it has .module) expects one forward per backward: one padded batch
     if buckets <= 1 or n < 2 or isinstance(getattr(model, "module", None), nn.Module):
         out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return out.logits, out.hidden_states[-1]
+        return out.logits, out.hidden_states[-1], False
+    lengths = attention_mask.sum(dim=1).tolist()  # one device sync
+    owners = group.tolist() if group is not None else list(range(n))
     units: dict[int, list[int]] = {}
-    for i in range(n):
-        units.setdefault(int(group[i]) if group is not None else i, []).append(i)
+    for i, u in enumerate(owners):
+        units.setdefault(int(u), []).append(i)
     unit_len = {u: max(lengths[i] for i in rows) for u, rows in units.items()}
     order_units = sorted(units, key=lambda u: (unit_len[u], u))
     size = -(-len(order_units) // min(buckets, len(order_units)))
-    order: list[int] = []
-    logits_parts, hidden_parts = [], []
+    logits = hidden = None
     for start in range(0, len(order_units), size):
         chunk = order_units[start:start + size]
-        rows_list = [i for u in chunk for i in units[u]]
-        order += rows_list
-        rows = torch.tensor(rows_list, device=input_ids.device)
+        rows = torch.tensor([i for u in chunk for i in units[u]], device=input_ids.device)
         w = max(1, max(unit_len[u] for u in chunk))
         out = model(input_ids=input_ids[rows, :w], attention_mask=attention_mask[rows, :w], output_hidden_states=True)
-        logits_parts.append(nn.functional.pad(out.logits, (0, 0, 0, width - w)))
-        hidden_parts.append(nn.functional.pad(out.hidden_states[-1], (0, 0, 0, width - w)))
-    inverse = torch.empty(n, dtype=torch.long, device=input_ids.device)
-    inverse[torch.tensor(order, device=input_ids.device)] = torch.arange(n, device=input_ids.device)
-    return torch.cat(logits_parts).index_select(0, inverse), torch.cat(hidden_parts).index_select(0, inverse)
+        h = out.hidden_states[-1]
+        if logits is None:  # one (N, L, V) output, written bucket by bucket (no concatenated copies)
+            logits = out.logits.new_zeros(n, width, out.logits.shape[-1])
+            hidden = h.new_zeros(n, width, h.shape[-1])
+        logits[rows, :w] = out.logits
+        hidden[rows, :w] = h
+    return logits, hidden, True
 
 
 def reads_padding(cfg: ObjectiveConfig) -> bool:

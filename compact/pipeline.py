@@ -171,6 +171,11 @@ def eval_configs_for(cfg: PipelineConfig, model: str) -> list:
     return [load(EvalConfig, path, [*world, *cfg.eval_overrides, f"model={model}"]) for path in cfg.evals]
 
 
+# what compact.notebooks.execute does to an executed notebook beyond running it (2: parameter cells tagged for
+# the book); part of every notebook's key, so a change re-executes the published notebooks
+NOTEBOOK_EXECUTOR = 2
+
+
 def make_plan(cfg: PipelineConfig) -> Plan:
     from .teachers.generate import load_config as load_generate_config
     from .world.build import WorldConfig
@@ -210,7 +215,8 @@ def make_plan(cfg: PipelineConfig) -> Plan:
                           "analysis": [cfg.validation_limit, cfg.latent_limit],
                           "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit]})
     nb_params = notebook_parameters(cfg)
-    keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"]})
+    keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"],
+                                     "executor": NOTEBOOK_EXECUTOR})
                          for p in selected_notebooks(cfg)}
     return Plan(cfg=cfg, world_cfg=world_cfg, generate_cfg=generate_cfg, runs=runs, run_meta=meta,
                 merges=merges, keys=keys)
@@ -413,6 +419,8 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
     t0 = time.time()
     plan = make_plan(cfg)
     runner = Runner(plan, force=force)
+    # how many items each stage has to run now: the recorded stage times become per-item times (--dry-run)
+    to_run = {r["stage"]: (r["of"] if force else r["todo"]) for r in plan_status(plan)}
     results = plan.results
     results.mkdir(parents=True, exist_ok=True)
     reg = read_registry(results)
@@ -468,6 +476,10 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
                                                        parameters=params, timeout=cfg.notebook_timeout))
             reg.setdefault("keys", {}).setdefault("notebooks", {})[src.stem] = plan.keys["notebooks"][src.stem]
             write_json(results / REGISTRY, reg)  # progress survives a later notebook's failure
+    measured = {k: {"seconds": v, "items": to_run[k]} for k, v in runner.timings.items() if to_run.get(k)}
+    if measured and reg:  # what each stage took for how many items, for the next --dry-run's estimate
+        reg["timings_s"] = {**reg.get("timings_s", {}), **measured}
+        write_json(results / REGISTRY, reg)
     summary = {"profile": cfg.profile, "trained": bool(force or runner.timings.get("training")),
                "notebooks_executed": [p.stem for p in todo], "timings_s": runner.timings}
     if book:
@@ -492,6 +504,74 @@ def _rel(p: Path | str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+def plan_status(plan: Plan) -> list[dict[str, Any]]:
+    """One row per stage: what it is, its key, whether its output is cached, and how many items it would run."""
+    from .provenance import is_complete
+    from .teachers.generate import store_root
+    from .train import artifact_dirs
+    from .world.build import world_path
+
+    reg = read_registry(plan.cfg.results)
+    rk = reg.get("keys", {})
+    rows = []
+    if plan.world_cfg is not None:
+        wp = world_path(plan.world_cfg)
+        rows.append({"stage": "world", "what": _rel(wp), "todo": 0 if is_complete(wp) else 1, "of": 1})
+    store = store_root(plan.generate_cfg)
+    teacher_dirs = [d for d in store.glob("*/*") if d.is_dir()] if store.is_dir() else []
+    store_ok = bool(teacher_dirs) and all(is_complete(d) for d in teacher_dirs)  # store.json comes first
+    rows.append({"stage": "rationales", "what": _rel(store), "todo": 0 if store_ok else 1, "of": 1})
+    todo_runs = 0
+    for tcfg in plan.runs.values():
+        try:
+            done = is_complete(artifact_dirs(tcfg)[0])
+        except (CompactError, OSError):  # the store is not built yet: its runs cannot be cached either
+            done = False
+        todo_runs += not done
+    rows.append({"stage": "training", "what": f"{len(plan.runs)} runs", "todo": todo_runs, "of": len(plan.runs)})
+    rows.append({"stage": "merges", "what": f"{len(plan.merges)} merges",
+                 "todo": sum(rk.get("merges", {}).get(m) != k for m, k in plan.keys["merges"].items()),
+                 "of": len(plan.merges)})
+    rows.append({"stage": "evaluation", "what": f"{len(plan.keys['eval'])} models",
+                 "todo": sum(rk.get("eval", {}).get(m) != k for m, k in plan.keys["eval"].items()),
+                 "of": len(plan.keys["eval"])})
+    stale = stale_report(plan)
+    rows.append({"stage": "results", "what": _rel(plan.results), "todo": int(stale["results"]), "of": 1})
+    rows.append({"stage": "notebooks", "what": f"{len(plan.keys['notebooks'])} notebooks",
+                 "todo": len(stale["notebooks"]), "of": len(plan.keys["notebooks"])})
+    last = reg.get("timings_s", {})
+    for row in rows:  # the last measured time per item of the stage, times the items that would run now
+        t = last.get(row["stage"])
+        per_item = t["seconds"] / t["items"] if isinstance(t, dict) and t.get("items") else None
+        row["estimate_s"] = None if per_item is None else round(per_item * row["todo"], 1)
+    return rows
+
+
+def describe_plan(plan: Plan) -> str:
+    """The plan as a reader wants it from ``--dry-run``: each stage, cached or to run, and an estimate."""
+    rows = plan_status(plan)
+    lines = [f"profile {plan.cfg.profile}: {len(plan.runs)} runs, {len(plan.merges)} merges "
+             f"(results: {_rel(plan.results)})", "",
+             f"{'stage':<12} {'status':<22} {'estimate':>10}  output"]
+    total, known = 0.0, True
+    for r in rows:
+        status = "cached" if r["todo"] == 0 else (f"to run ({r['todo']} of {r['of']})" if r["of"] > 1 else "to run")
+        est = "-" if r["todo"] == 0 else ("unknown" if r["estimate_s"] is None else f"~{r['estimate_s'] / 60:.0f} min")
+        if r["todo"]:
+            known = known and r["estimate_s"] is not None
+            total += r["estimate_s"] or 0.0
+        lines.append(f"{r['stage']:<12} {status:<22} {est:>10}  {r['what']}")
+    lines.append("")
+    if not any(r["todo"] for r in rows):
+        lines.append("nothing to run: every stage is cached")
+    elif known or total:
+        lines.append(f"estimated time: ~{total / 60:.0f} min" + ("" if known else " plus the stages never timed")
+                     + f" (the last run's measured stage times, {plan.cfg.workers} workers)")
+    else:
+        lines.append("estimated time: unknown (the results folder records no stage times yet)")
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="default", help="smoke | default | paper (configs/pipeline/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -507,9 +587,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_pipeline(args.profile, args.overrides)
     if args.dry_run:
-        plan = make_plan(cfg)
-        print(json.dumps({"profile": cfg.profile, "runs": list(plan.runs), "merges": list(plan.merges),
-                          "stale": stale_report(plan), "keys": plan.keys}, indent=1))
+        print(describe_plan(make_plan(cfg)))
         return 0
     summary = run_pipeline(cfg, force=args.force, book=args.book, allow_uncalibrated=args.allow_uncalibrated)
     print(json.dumps(summary, indent=1))

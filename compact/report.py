@@ -123,10 +123,10 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
             color="#4c72b0", label="in distribution (arith, variation, symbolic)")
     ax.barh(y + h / 2, [100 * r["ood_mean"] for r in rows], h, xerr=[100 * r["ood_std"] for r in rows],
             color="#dd8452", label="out of distribution (mcq, yesno)")
-    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_yticks(y, labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("strict accuracy (%), mean over seeds; bars: std")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -277,6 +277,92 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "curves.json").write_text(json.dumps(rows, indent=1))
         (tmp / "manifest.json").write_text(json.dumps(manifest(ecfg, kind="curves"), default=str, indent=1))
+    return rows
+
+
+def step_costs(registry: Mapping[str, Any]) -> dict[str, Any]:
+    """Measured training cost of this profile's runs: seconds per optimizer step (each run's wall time over
+    its steps, as the pipeline's workers ran it), split into multi-teacher and single-teacher runs."""
+    import json
+
+    per: dict[str, list[float]] = {"multi": [], "single": []}
+    qps = None
+    for meta in registry.get("runs", {}).values():
+        summary = resolve(meta["path"]) / "summary.json"
+        if not summary.is_file():
+            continue
+        s = json.loads(summary.read_text())
+        if not s.get("steps"):
+            continue
+        per["single" if meta.get("method") == "single" else "multi"].append(s["time_s"] / s["steps"])
+        if qps is None:
+            from .train import load_config as load_train_config
+
+            qps = load_train_config(resolve(meta["path"]) / "config.yaml").optim.questions_per_step
+    return {"questions_per_step": qps,
+            **{f"{k}_runs": len(v) for k, v in per.items()},
+            **{f"{k}_s_per_step": float(np.mean(v)) if v else None for k, v in per.items()}}
+
+
+def budget_table(registry: Mapping[str, Any], curve_rows: Sequence[Mapping[str, Any]], *,
+                 workers: int | None = None) -> list[dict]:
+    """Budget against accuracy: for each step the learning curves measured, the questions a run has seen,
+    each curve method's ID accuracy, and the training stage's time for the whole grid at that budget
+    (projected from the measured seconds per step of its multi- and single-teacher runs on ``workers``)."""
+    cost = step_costs(registry)
+    workers = workers or int(registry.get("config", {}).get("workers") or 1)
+    steps = sorted({int(r["step"]) for r in curve_rows})
+    methods = list(dict.fromkeys(r["method"] for r in curve_rows))
+    acc = {(r["method"], int(r["step"])): r["id_mean"] for r in curve_rows}
+    out = []
+    for step in steps:
+        row: dict[str, Any] = {"step": step,
+                               "questions": step * cost["questions_per_step"] if cost["questions_per_step"] else None}
+        for m in methods:
+            row[m] = acc.get((m, step))
+        cpu = sum((cost[f"{k}_runs"] * step * (cost[f"{k}_s_per_step"] or 0.0)) for k in ("multi", "single"))
+        row["grid_training_min"] = round(cpu / workers / 60, 1)
+        out.append(row)
+    return out
+
+
+def sample_sheet(registry: Mapping[str, Any], *, per_task: int = 2, tasks: Sequence[str] | None = None,
+                 teachers: Sequence[Any] = (), world=None) -> list[dict]:
+    """Per-sample outputs (lm-eval's ``--log_samples`` idea) for the first ``per_task`` test questions of each
+    task: the question, the gold answer, every method's student answer (its lowest seed) with the extracted
+    answer and whether it is right, and, when ``teachers`` (simulated teacher objects) and ``world`` are given,
+    the rationale each teacher writes for the question (test questions are never in the training store)."""
+    models = _models(registry)
+    tasks = list(tasks or [*registry["tasks"]["id"], *registry["tasks"]["ood"]])
+    first: dict[str, str] = {}
+    for mid in sorted(registry["evals"], key=lambda m: (models[m]["seed"], m)):
+        first.setdefault(models[mid]["name"], mid)
+    samples = {name: {s["id"]: s for s in _samples(registry, mid)} for name, mid in first.items()}
+    if not samples:
+        return []
+    base = samples.get("base") or next(iter(samples.values()))
+    chosen: list[dict] = []
+    for task in tasks:
+        chosen += [s for s in base.values() if s["task"] == task][:per_task]
+    wanted = {s["id"] for s in chosen}
+    examples = {} if world is None else {ex.id: ex for task in tasks for ex in world.examples(task, "test")
+                                         if ex.id in wanted}
+    rows = []
+    for s in chosen:
+        ex = examples.get(s["id"])
+        row = {"id": s["id"], "task": s["task"], "question": ex.question if ex is not None else s["prompt"],
+               "gold": s["gold"], "answers": [], "teachers": []}
+        for name, mid in first.items():
+            got = samples[name].get(s["id"])
+            if got is not None:
+                row["answers"].append({"method": models[mid]["label"], "name": name, "seed": models[mid]["seed"],
+                                       "generation": got["generation"], "extracted": got["extracted_strict"],
+                                       "correct": bool(got["correct_strict"])})
+        for t in teachers if ex is not None else ():
+            gen = t.generate_one(ex, 0)
+            row["teachers"].append({"teacher": t.name, "rationale": gen.text,
+                                    "correct": bool(gen.meta.get("final_correct"))})
+        rows.append(row)
     return rows
 
 

@@ -12,7 +12,8 @@ import dataclasses
 import warnings
 from typing import Any, Sequence
 
-from .config import load
+from .config import config_hash, load
+from .errors import ConfigError
 from .log import seed_everything
 from .paths import resolve
 
@@ -65,8 +66,14 @@ def open_workbench(world_config: str, generate_config: str, *, seed: int = 0, qu
     if quiet:
         quiet_progress_bars()
     seed_everything(seed)
-    world = build_world(load(WorldConfig, resolve(world_config)))
+    world_cfg = load(WorldConfig, resolve(world_config))
     gen_cfg = load(GenerateConfig, resolve(generate_config))
+    if gen_cfg.inputs.kind == "world" and config_hash(load(WorldConfig, resolve(gen_cfg.inputs.world))) != \
+            config_hash(world_cfg):  # checked before anything is built: a world takes minutes
+        raise ConfigError(f"{generate_config} writes rationales for the world {gen_cfg.inputs.world}, not for "
+                          f"{world_config}: pass the generate config of that world (configs/generate/world.yaml "
+                          "goes with configs/world/default.yaml, configs/generate/smoke.yaml with the smoke world)")
+    world = build_world(world_cfg)
     store = RationaleStore(generate_store(gen_cfg))
     return Workbench(world=world, generate_cfg=gen_cfg, store=store, teachers=[t.name for t in gen_cfg.teachers],
                      tokenizer=world.tokenizer, thinking_ids=thinking_token_ids(world.tokenizer))

@@ -97,7 +97,8 @@ for task in world.tasks:
 # ## The tokenizer
 #
 # Numbers are spelled digit by digit, so arithmetic is a sequence of single-digit predictions, and the chat
-# template wraps a question as the student will always see it. METHOD.md's thinking-token rule (each word
+# template wraps a question as the student will always see it. The thinking-token rule of the
+# [specification](../specification.md) (each word
 # encoded bare and with a leading space; only single-token encodings count) is the same function for the
 # world tokenizer and for a real one.
 
@@ -131,7 +132,7 @@ arch = {"parameters": sum(p.numel() for p in student.parameters()), "layers": cf
         "key/value heads": cfg.num_key_value_heads, "vocabulary": cfg.vocab_size}
 pd.Series(arch, name="base student").to_frame()
 
-# %%
+# %% tags=["hide-input"]
 log_rows = [json.loads(line) for line in (world.path / "pretrain_log.jsonl").read_text().splitlines() if line]
 steps = [r["step"] for r in log_rows]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -174,10 +175,10 @@ print("The student starts with little in-distribution skill: the rationales of t
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `world_config = "configs/world/default.yaml"` and rerun: how do the pretraining curve and the base
+# 1. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"`, and rerun: how do the pretraining curve and the base
 #    accuracies change with 1,500 pretraining steps instead of the smoke world's 30?
 # 2. Set `n_examples = 5` and read the `variation` records: which sentence is the distractor, and is it ever
 #    needed for the answer?
 # 3. Build a world with `student.num_kv_heads` equal to `student.num_heads` (copy the smoke config and edit
 #    it): the GQA widening quirk of chapter 3 then disappears. Check `arch` to confirm.
-# 4. Encode `"In summary"` with the world tokenizer: why is it not a thinking token under METHOD.md's rule?
+# 4. Encode `"In summary"` with the world tokenizer: why is it not a thinking token under the specification's rule?

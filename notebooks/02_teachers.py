@@ -72,6 +72,14 @@ pool
 
 # %% [markdown]
 # ## One question, K rationales
+#
+# The four styles differ in everything around the computation (a preamble, checks by the inverse operation,
+# a caught slip, an explanation of each operation in words, hesitations and asides, a summary line) and share
+# its skeleton: each step is written as the bare equation `a op b = c.`, the form in which the base student
+# learned its facts and its one-step questions. That is what real teachers share too (the equations of a
+# solution), and it is what lets a small student learn to chain steps within a CPU budget: the same
+# computations written as `Step j: a op b = c (what it is).` lines wrap every equation in a context the base
+# student has never seen, and a student of this size then copies the template but not the question's numbers.
 
 # %%
 instances = build_instances(store, f"{task}-dev", teachers)
@@ -108,17 +116,17 @@ per_teacher = df.groupby("teacher")[["final_correct", "steps_correct", "tokens",
 per_teacher = per_teacher.loc[teachers].round(2)
 per_teacher
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 acc = df.pivot_table(index="key", columns="teacher", values="final_correct", aggfunc="mean")[teachers]
 acc.plot.bar(ax=axes[0], rot=0, width=0.8)
 axes[0].set(ylim=(0, 1.05), ylabel="final-answer accuracy", title="Accuracy per task (dev)")
-axes[0].legend(fontsize=7, loc="lower right")
+axes[0].legend(fontsize=9, loc="lower right")
 for i, name in enumerate(teachers):
     sub = df[df.teacher == name]
     axes[1].hist(sub["tokens"], bins=20, alpha=0.5, label=name, color=f"C{i}")
 axes[1].set(xlabel="rationale length (student tokens)", ylabel="rationales", title="Length")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=9)
 axes[2].scatter(df["tokens"], df["thinking tokens"], c=[f"C{teachers.index(t)}" for t in df["teacher"]], s=10)
 axes[2].set(xlabel="rationale length (tokens)", ylabel="thinking tokens", title="Thinking words per rationale")
 fig.tight_layout()
@@ -131,7 +139,7 @@ plt.show()
 # the share of questions whose teachers' final answers are not all equal, and the pairwise agreement of final
 # answers.
 
-# %%
+# %% tags=["hide-input"]
 dis = {key: disagreement(store, key, teachers) for key in store.keys()}
 extracted = {name: {} for name in teachers}
 for key in dev_keys:
@@ -150,7 +158,7 @@ axes[1].set_xticks(range(len(teachers)), teachers, rotation=30, ha="right")
 axes[1].set_yticks(range(len(teachers)), teachers)
 for i in range(len(teachers)):
     for j in range(len(teachers)):
-        axes[1].text(j, i, f"{agree[i, j]:.2f}", ha="center", va="center", color="w", fontsize=8)
+        axes[1].text(j, i, f"{agree[i, j]:.2f}", ha="center", va="center", color="w", fontsize=9)
 axes[1].set_title("Pairwise final-answer agreement (dev)")
 fig.colorbar(im, ax=axes[1])
 fig.tight_layout()

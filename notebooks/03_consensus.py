@@ -111,9 +111,13 @@ print("correct:", [lab["final_correct"] for lab in shown[0].labels])
 # trained student attends almost uniformly ($A_{ij} \approx 1/K$), so widths and sizes are rescaled
 # min-to-max within each graph to make the small differences visible; the titles give the raw $C$.
 
-# %%
-fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 4.2), squeeze=False)
-for ax, inst in zip(axes[0], shown):
+# %% tags=["hide-input"]
+cols = min(2, len(shown))  # two graphs a row: node labels stay legible at the page's width
+fig, axes = plt.subplots(-(-len(shown) // cols), cols, figsize=(4.2 * cols, 4.2 * -(-len(shown) // cols)),
+                         squeeze=False)
+for ax in axes.flat[len(shown):]:
+    ax.set_visible(False)
+for ax, inst in zip(axes.flat, shown):
     A, C = soft_graph(inst)
     g = nx.DiGraph()
     short = [t.replace("sim-", "") for t in inst.teachers]
@@ -129,10 +133,10 @@ for ax, inst in zip(axes[0], shown):
     sizes = [400 + 2200 * rescale(float(c), float(C.min()), float(C.max())) for c in C]
     widths = [0.5 + 6 * rescale(g[u][v]["weight"], float(off.min()), float(off.max())) for u, v in g.edges]
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=sizes, alpha=0.85)
-    nx.draw_networkx_labels(g, pos, ax=ax, font_size=8)
+    nx.draw_networkx_labels(g, pos, ax=ax, font_size=10)
     nx.draw_networkx_edges(g, pos, ax=ax, width=widths, arrowsize=12, connectionstyle="arc3,rad=0.12",
                            node_size=1500, alpha=0.6)
-    ax.set_title(f"{inst.id}\nC = [" + ", ".join(f"{float(c):.3f}" for c in C) + "]", fontsize=8)
+    ax.set_title(f"{inst.id}\nC = [" + ", ".join(f"{float(c):.3f}" for c in C) + "]", fontsize=9)
     ax.margins(0.25)
     ax.axis("off")
 fig.suptitle("K-teacher soft graphs (green: correct answer, red: wrong; size: in-degree C)")
@@ -172,7 +176,7 @@ summary = pd.DataFrame([{
     "AUC": auc(sub.consensus.tolist(), sub.correct.tolist())} for w, sub in scores.groupby("widening")])
 summary.set_index("widening").round(3)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 data = [ref[ref.correct].consensus, ref[~ref.correct].consensus]
 axes[0].boxplot(data, showfliers=False)
@@ -214,7 +218,7 @@ print("Per-teacher mean in-degree:", {t: round(v, 3) for t, v in by_teacher.item
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `world_config = "configs/world/default.yaml"` (a better-trained student) and rerun: does the AUC move
+# 1. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"` (a better-trained student) and rerun: does the AUC move
 #    away from 0.5?
 # 2. Replace the softmax temperature $\sqrt{d_q}$ by 1 inside `soft_graph` (only there): how peaked does $A$
 #    get, and does the `assert` against the package now fail, as it should?

@@ -100,7 +100,7 @@ pd.DataFrame({"teacher": inst.teachers, "correct": [lab["final_correct"] for lab
               "tokens (incl. prompt)": (batch.attention_mask.sum(1)).tolist(),
               "M reference": M.tolist(), "M masked_mean": masked.tolist()}).set_index("teacher").round(3)
 
-# %%
+# %% tags=["hide-input"]
 k = inst.teachers.index(teacher_shown) if teacher_shown in inst.teachers else 0
 start, last = int(batch.assistant_start[k]), int(last_nonpad(batch.attention_mask)[k])
 L = batch.input_ids.shape[1]
@@ -113,10 +113,10 @@ if last + 1 < L:
 peaks = [p for p in range(L) if bool(is_think[k, p]) and p <= last]
 axes[0].scatter(peaks, g[k, peaks].numpy(), color="C3", zorder=3, label="thinking token")
 for p in peaks:
-    axes[0].annotate(tok.decode([int(batch.input_ids[k, p])]).strip(), (p, float(g[k, p])), fontsize=7,
+    axes[0].annotate(tok.decode([int(batch.input_ids[k, p])]).strip(), (p, float(g[k, p])), fontsize=9,
                      xytext=(0, 6), textcoords="offset points", ha="center", color="C3")
 axes[0].set(ylabel="$g_t$", title=f"Gold-answer logit along {inst.teachers[k]}'s branch (gold {inst.answer!r})")
-axes[0].legend(fontsize=8, loc="upper left")
+axes[0].legend(fontsize=9, loc="upper left")
 jump = (torch.relu(delta[k]) * w[k]).numpy()
 axes[1].bar(t, jump, color=["C3" if bool(is_think[k, p]) else "C0" for p in range(L)], width=1.0)
 axes[1].axvspan(-0.5, start - 0.5, color="0.85", zorder=0)
@@ -158,7 +158,7 @@ stats = pd.DataFrame({name: proxy_vs_estimator(m.tolist(), hsic_branch.tolist(),
                       for name, m in (("reference", m_ref), ("masked_mean", m_mask))}).T
 stats.round(3)
 
-# %%
+# %% tags=["hide-input"]
 tokens_mi = []
 for b in range(batch.n_questions):
     rows = (batch.group == b).nonzero().squeeze(1)
@@ -212,6 +212,6 @@ print(f"At thinking tokens the mean jump is {ratio_j:.2f}x and the mean HSIC {ra
 #    are gone?
 # 2. Append padding to a batch (re-collate with a longer pad) and recompute both variants: which one changes?
 #    ([Chapter 11](11_paper_vs_code.ipynb) does this.)
-# 3. Set `world_config = "configs/world/default.yaml"`: with a better student, does the proxy track HSIC more
+# 3. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"`: with a better student, does the proxy track HSIC more
 #    closely?
 # 4. Raise `n_questions` to 40: are the correlations stable?

@@ -80,7 +80,7 @@ print("L_k =", {t: round(float(v), 3) for t, v in zip(dev[0].teachers, L_pkg)}, 
 #
 # Per-token cross-entropy along one branch: digits (the arithmetic itself) against the words around them.
 
-# %%
+# %% tags=["hide-input"]
 valid = y[k] != IGNORE_INDEX
 pos = valid.nonzero().squeeze(1)
 toks = [tok.decode([int(y[k, p])]) for p in pos]
@@ -95,7 +95,7 @@ plt.show()
 # %% [markdown]
 # ## Difficulty versus correctness, over the dev set
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for s in range(0, len(dev), batch_questions):
     chunk = dev[s:s + batch_questions]
@@ -124,7 +124,7 @@ for i, t in enumerate(teachers):
     sub = df[df.teacher == t]
     axes[2].scatter(sub.tokens, sub.L, s=10, label=t, color=f"C{i}")
 axes[2].set(xlabel="assistant tokens", ylabel="$L_k$", title="Difficulty is mostly style")
-axes[2].legend(fontsize=7)
+axes[2].legend(fontsize=9)
 fig.tight_layout()
 plt.show()
 per_teacher = df.groupby("teacher")[["L", "tokens", "correct"]].mean().reindex(teachers).round(3)
@@ -147,7 +147,7 @@ print(f"Easiest teacher for this student: {easiest} (mean L {per_teacher.loc[eas
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `world_config = "configs/world/default.yaml"`: does a better-pretrained student find wrong arithmetic
+# 1. Set `world_config = "configs/world/default.yaml"` and `generate_config = "configs/generate/world.yaml"`: does a better-pretrained student find wrong arithmetic
 #    more surprising (AUC further from 0.5)?
 # 2. In the per-token plot, set `k = 3` (the over-thinker): where are its hard tokens?
 # 3. Restrict the AUC to one teacher (`df[df.teacher == "sim-llama-instruct"]`): within one style, does

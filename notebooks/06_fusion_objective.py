@@ -35,7 +35,7 @@
 # $\lambda = 0.1$, $m_{ij} = \text{mask}_i \cdot \text{mask}_j$, $p_{k,t} = \operatorname{softmax}(z_{k,t})$.
 # The gradient is $\sum_k \alpha_k \nabla L_k + \lambda \nabla(\text{consistency})$: the paper's "dynamic
 # fusion of teacher gradients". Below: the fusion by hand, an $\alpha$ heat-map, how the variants of
-# METHOD.md change $\alpha$, and what the consistency term contributes.
+# the [specification](../specification.md) change $\alpha$, and what the consistency term contributes.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -117,7 +117,7 @@ assert torch.allclose(a_pkg, torch.tensor(alpha.values, dtype=torch.float32), at
 # Rows: teachers; columns: dev questions; colour: $\alpha_k$ (uniform would be $1/K$ everywhere); a cross
 # marks a rationale whose final answer is wrong.
 
-# %%
+# %% tags=["hide-input"]
 heat = ref.pivot(index="teacher", columns="id", values="alpha").reindex(index=teachers,
                                                                           columns=[i.id for i in sub])
 fig, ax = plt.subplots(figsize=(min(1 + 0.45 * len(sub), 16), 3.2))
@@ -127,7 +127,7 @@ for j, inst in enumerate(sub):
         if not lab["final_correct"]:
             ax.text(j, teachers.index(inst.teachers[k]), "x", ha="center", va="center", color="cyan", fontsize=12)
 ax.set_yticks(range(len(teachers)), teachers)
-ax.set_xticks(range(len(sub)), [i.id.replace("-dev-", "\n") for i in sub], fontsize=6)
+ax.set_xticks(range(len(sub)), [i.id.replace("-dev-", "\n") for i in sub], fontsize=9)
 ax.set_title(r"$\alpha$ per teacher and question (reference mode; x: wrong final answer)")
 fig.colorbar(im, ax=ax, fraction=0.03)
 fig.tight_layout()
@@ -136,7 +136,7 @@ plt.show()
 # %% [markdown]
 # ## Reference versus variants
 #
-# Each variant of METHOD.md is one config switch. The table compares $\alpha$ with the reference's on the same
+# Each variant of the [specification](../specification.md) is one config switch. The table compares $\alpha$ with the reference's on the same
 # questions: the mean absolute change, how often the top-weighted teacher changes, the mean weight given to
 # wrong rationales, and the consistency term.
 
@@ -168,7 +168,7 @@ variant_table.round(4)
 #
 # How much of the loss is consistency, and how its pair weights $\alpha_i\alpha_j$ are spread.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 w_pairs = []
 for _, g in ref.groupby("id"):

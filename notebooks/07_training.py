@@ -118,18 +118,18 @@ pd.DataFrame(steps)[["step", "loss", "loss_sft", "loss_consistency", "grad_norm"
 # `alpha.jsonl` holds, for every branch of every step, $\alpha$ and the raw scores $M$, $C$, $L$. Per step, the
 # mean $\alpha$ of each teacher (uniform is $1/K$), and every branch's $\alpha$ against its $M_k$.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 mean_alpha = alpha_rows.pivot_table(index="step", columns="teacher", values="alpha", aggfunc="mean")[teachers]
 mean_alpha.plot(ax=axes[0], marker="o")
 axes[0].axhline(1 / len(teachers), color="k", ls="--", lw=1, label="uniform")
 axes[0].set(ylabel=r"mean $\alpha$", title="Teacher weights per step (demo run)")
-axes[0].legend(fontsize=7)
+axes[0].legend(fontsize=9)
 for i, t in enumerate(teachers):
     sub = alpha_rows[alpha_rows.teacher == t]
     axes[1].scatter(sub.mi, sub.alpha, s=14, label=t, color=f"C{i}")
 axes[1].set(xlabel="$M_k$ (reference MI proxy)", ylabel=r"$\alpha_k$", title=r"$\alpha$ against the MI proxy")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=9)
 fig.tight_layout()
 plt.show()
 
@@ -157,10 +157,14 @@ if two_processes:
 #
 # A didactic demo (no optimizer): two processes each take half of a batch of questions, scale their summed
 # per-question losses by $P/Q$, and let DDP average the gradients; rank 0 saves the result, which we compare
-# with the gradient of the mean loss computed in one process on the whole batch. (accelerate announces
-# "2 CUDAs" even when, as here, it forks two CPU processes.)
+# with the gradient of the mean loss computed in one process on the whole batch. (The launcher's own banner,
+# which names the processes "CUDAs" even when it forks CPU processes, is kept off the page.)
 
 # %%
+import contextlib
+import io
+import warnings
+
 from accelerate import Accelerator, notebook_launcher
 
 tok = world.tokenizer
@@ -184,7 +188,11 @@ def ddp_gradient(batch, out_dir):
         torch.save(flat_grad(acc.unwrap_model(model)), os.path.join(out_dir, "grad.pt"))
 
 
-notebook_launcher(ddp_gradient, args=(demo_batch, out_dir), num_processes=2, use_port=free_port())
+# accelerate's forked processes set one thread each when OMP_NUM_THREADS is unset (forking a multi-threaded
+# OpenMP pool deadlocks) and warn that they did; the filter, inherited through fork, keeps the warning off the page
+warnings.filterwarnings("ignore", message="OMP_NUM_THREADS/MKL_NUM_THREADS unset")
+with contextlib.redirect_stdout(io.StringIO()):
+    notebook_launcher(ddp_gradient, args=(demo_batch, out_dir), num_processes=2, use_port=free_port())
 single = world.load_student().train()
 compact_objective(single, demo_batch, ObjectiveConfig()).loss.backward()  # mean over the 4 questions
 g_ddp, g_one = torch.load(os.path.join(out_dir, "grad.pt"), weights_only=True), flat_grad(single)

@@ -76,7 +76,7 @@ def table(df):
 
 table(main).style.hide(axis="index")
 
-# %%
+# %% tags=["hide-input"]
 fig = plot_main(main.to_dict("records"))
 plt.show()
 

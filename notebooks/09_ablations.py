@@ -98,14 +98,19 @@ if "tables/validation/mi_vs_hsic" in index:
 # %% [markdown]
 # ## Teacher weights over training
 
-# %%
+# %% tags=["hide-input"]
 windows = pd.DataFrame(read_table("dynamics/alpha_windows", root)) if "tables/dynamics/alpha_windows" in index else None
 if windows is not None:
     for method, rows in windows.groupby("method", sort=False):
         fig = plot_alpha_dynamics(rows.drop(columns=["method"]).to_dict("records"), title=f"alpha per teacher: {method}")
         plt.show()
     trend = pd.DataFrame(read_table("dynamics/alpha_trend", root))
-    display(trend.style.hide(axis="index").format(precision=3))
+    # the page shows how each teacher's mean weight moved from the first to the last window (a teacher x
+    # task table per method); every column, method and the rank correlation with the step are in
+    # results/tables/dynamics/alpha_trend.csv
+    for method, rows in trend.groupby("method", sort=False):
+        change = rows.pivot_table(index="teacher", columns="task", values="alpha_change")
+        display(change.style.format("{:+.3f}").set_caption(f"{method}: alpha, last window minus first"))
 
 # %% [markdown]
 # ## What we measured
@@ -117,8 +122,11 @@ if auc is not None:
         print(f"{r['score']}: AUC {r['auc']:.3f} -> {word} correct from incorrect rationales "
               f"({'higher' if r['auc'] >= 0.5 else 'lower'} for correct ones)")
 if windows is not None:
-    for _, r in trend.iterrows():
-        print(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    for method, rows in trend.groupby("method", sort=False):
+        top = rows.loc[rows["alpha_change"].abs().idxmax()]
+        print(f"{method}: the largest move is {top['teacher']} on {top['task']}, alpha "
+              f"{top['alpha_first_window']:.3f} -> {top['alpha_last_window']:.3f} "
+              f"(Spearman with the step {top['spearman_step_alpha']:+.2f})")
 
 # %% [markdown]
 # ## Exercises

@@ -64,7 +64,7 @@ display(SVG(filename=str(fig_path)))
 # %% [markdown]
 # ## Forgetting: OOD accuracy before and after
 
-# %%
+# %% tags=["hide-input"]
 forget = pd.DataFrame(read_table("forgetting/forgetting", root))
 display(forget.style.hide(axis="index").format(precision=3))
 fig = plot_forgetting(forget.to_dict("records"))

@@ -173,7 +173,7 @@ print("with n_heads == n_kv_heads both are the identity:",
 # %% [markdown]
 # On the student, the two widenings give different consensus scores, hence different weights:
 
-# %%
+# %% tags=["hide-input"]
 b = batch_of(dev[:8])
 h = student(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1]
 e = h[torch.arange(len(h)), last_nonpad(b.attention_mask)]  # (N, H)
@@ -257,7 +257,7 @@ pd.DataFrame({"loss": [float(outs[p][0]) for p in times], "forward+backward s": 
 # closer than about $10^{-3}$, as the consensus scores of [chapter 3](03_consensus.ipynb) can be). Each of the three scores then contributes only *which branch wins*, and
 # $S_k \in \{\pm 0.707 \cdot (\pm\beta_1 \pm \beta_2 \pm \beta_3)\}$: $\alpha$ takes at most 8 values.
 
-# %%
+# %% tags=["hide-input"]
 gen = torch.Generator().manual_seed(seed)
 n_q = 2000
 raw = {s: torch.randn(2 * n_q, generator=gen) * scale for s, scale in (("M", 5.0), ("C", 0.5), ("L", 1.0))}

@@ -184,8 +184,10 @@ pd.DataFrame(summarize(store))[["key", "teacher", "rows", "accuracy", "parse_rat
 
 # %%
 insts = build_instances(store, "gsm8k-train", policy="keep")  # random teachers never write an answer line
-print(f"{len(insts)} instances, {len(insts[0].teachers)} branches each; a rationale by {insts[0].teachers[0]}:")
-print(repr(insts[0].rationales[0][:200]))
+text = insts[0].rationales[0]
+print(f"{len(insts)} instances, {len(insts[0].teachers)} branches each; {insts[0].teachers[0]} (random weights) "
+      f"wrote {len(text)} characters, {sum(not ch.isprintable() or ch == chr(0xFFFD) for ch in text)} of them "
+      "unprintable bytes: noise, as a random model should write, so the page does not print them")
 row = store.load("gsm8k-train", insts[0].teachers[0])[0]
 print("provenance:", json.loads(row["provenance"].replace(str(tmp), "$TMP")))
 

@@ -116,6 +116,29 @@ wide = curves.pivot_table(index="step", columns="method", values="id_mean").map(
 wide
 
 # %% [markdown]
+# ## What a larger budget costs
+#
+# The grid trains every run for the same number of optimizer steps, so the budget is one number, and its
+# price is measured, not guessed: each run records its wall time, which gives the seconds per step of a
+# multi-teacher run (four branches per question) and of a single-teacher run, as the pipeline's workers ran
+# them. The table puts each budget the curves measured beside the training stage's time for the whole grid
+# at that budget (the other stages do not grow with it). A four-teacher step costs several single-teacher
+# steps, because every question is read four times.
+
+# %% tags=["hide-input"]
+from compact.report import budget_table, step_costs
+
+costs = step_costs(registry)
+for kind in ("multi", "single"):
+    per = costs[f"{kind}_s_per_step"]
+    print(f"{kind}-teacher runs: {costs[f'{kind}_runs']}, "
+          + (f"{per:.2f} s per step" if per is not None else "no step time recorded"))
+print(f"{costs['questions_per_step']} questions per step")
+budget = pd.DataFrame(budget_table(registry, curves.to_dict("records")))
+budget.rename(columns={"grid_training_min": "grid training (min)"}).style.hide(axis="index").format(
+    {m: pct for m in curves["method"].unique()} | {"grid training (min)": "{:.0f}"})
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Halve `student.steps` in `configs/world/default.yaml` and rebuild the world (`compact world --set

@@ -7,3 +7,26 @@ def test_help_lists_subcommands():
     assert out.returncode == 0
     for name in ("world", "generate", "train", "eval", "pipeline"):
         assert name in out.stdout
+
+
+def test_help_has_no_rest_markup_and_names_real_paths(capsys):
+    """Every subcommand's --help reads as plain text: no reST roles, double backticks or directives, and no
+    path that does not exist in this layout (runs live in artifacts/runs/<run>)."""
+    import pytest
+
+    from compact.cli import SUBCOMMANDS, main
+
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = capsys.readouterr().out
+        for markup in ("``", ":func:", ":class:", ":mod:", ":meth:", ":math:", ".. math::", ".. code-block::",
+                       "artifacts/train/"):
+            assert markup not in text, (name, markup)
+
+
+def test_plain_text_turns_rest_into_words():
+    from compact.cli import plain_text
+
+    doc = "Use :func:`compact.x.y` and ``--set a=b``::\n\n.. math:: a = b\n\nsee `this`."
+    assert plain_text(doc) == "Use compact.x.y and --set a=b:\n\n    a = b\n\nsee this."

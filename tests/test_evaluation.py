@@ -240,3 +240,27 @@ def test_cli_on_jsonl_and_gsm8k_schema(tiny, tmp_path, monkeypatch, capsys):
     assert cli.main(["eval", "--set", f"model={tmp_path / 'nope'}", "--set", "data.source=jsonl",
                      "--set", f"data.path={data}"]) == 2
     assert "model not found" in capsys.readouterr().err
+
+
+def test_greedy_decoding_builds_no_autograd_graph(tiny):
+    """Decoding runs under inference mode with the KV cache passed under the installed transformers' name:
+    every forward sees grad disabled, and the cache argument reaches the model after the first step."""
+    from transformers import AutoModelForCausalLM
+
+    from compact.evaluation import _cache_argument
+
+    path, tok = tiny
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    seen = []
+
+    def hook(module, args, kwargs):
+        seen.append((torch.is_grad_enabled(), kwargs.get(_cache_argument(model)) is not None))
+
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        prompt = tok(format_prompt(tok, "What is 2+3?"), add_special_tokens=False)["input_ids"]
+        greedy_generate(model, [prompt], pad_id=tok.pad_token_id, eos_ids=set(), max_new_tokens=4)
+    finally:
+        handle.remove()
+    assert len(seen) == 4 and not any(grad for grad, _ in seen)
+    assert [cached for _, cached in seen] == [False, True, True, True]

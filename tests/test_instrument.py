@@ -146,3 +146,31 @@ def test_a_changed_simulated_teacher_is_never_served_from_the_store(tmp_path, mo
                         lambda self: {**original(self), "revision": "sim-changed"})
     with pytest.raises(ArtifactError, match="provenance.revision"):
         generate_store(cfg)
+
+
+def test_budget_table_projects_the_grid_from_measured_step_times(tmp_path):
+    """The budget/accuracy table: questions seen = steps x questions per step; the grid's training time =
+    each kind of run's measured seconds per step x steps x how many such runs, over the workers."""
+    import json
+
+    from compact.config import save_yaml
+    from compact.report import budget_table, step_costs
+    from compact.trainer.config import TrainConfig
+    from compact import config as C
+
+    runs = {}
+    for rid, method, secs in (("compact-s0", "compact", 30.0), ("uniform-s0", "uniform", 20.0),
+                              ("single-s0", "single", 5.0)):
+        d = tmp_path / rid
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({"time_s": secs, "steps": 10}))
+        save_yaml(C.replace(TrainConfig(), **{"optim.questions_per_step": 8}), d / "config.yaml")
+        runs[rid] = {"name": rid[:-3], "seed": 0, "method": method, "path": str(d)}
+    registry = {"runs": runs, "config": {"workers": 2}}
+    cost = step_costs(registry)
+    assert cost["multi_runs"] == 2 and cost["single_runs"] == 1
+    assert cost["multi_s_per_step"] == 2.5 and cost["single_s_per_step"] == 0.5
+    curves = [{"method": "A", "step": s, "id_mean": a} for s, a in ((0, 0.1), (100, 0.3))]
+    rows = budget_table(registry, curves)
+    assert rows[1] == {"step": 100, "questions": 800, "A": 0.3,
+                       "grid_training_min": round((2 * 100 * 2.5 + 100 * 0.5) / 2 / 60, 1)}

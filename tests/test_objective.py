@@ -325,9 +325,10 @@ def test_row_buckets_would_change_the_reference_mi():
     model = tiny_qwen2()
     batch = synthetic_batch(6, 4, 24, 64, seed=11)
     with torch.no_grad():
-        _, h_one = bucketed_forward(model, batch.input_ids, batch.attention_mask, 1)
-        _, h_rows = bucketed_forward(model, batch.input_ids, batch.attention_mask, 4)
-        _, h_questions = bucketed_forward(model, batch.input_ids, batch.attention_mask, 4, group=batch.group)
+        _, h_one, one_bucketed = bucketed_forward(model, batch.input_ids, batch.attention_mask, 1)
+        _, h_rows, _ = bucketed_forward(model, batch.input_ids, batch.attention_mask, 4)
+        _, h_questions, _ = bucketed_forward(model, batch.input_ids, batch.attention_mask, 4, group=batch.group)
+    assert not one_bucketed
     valid = batch.attention_mask.bool()
     assert torch.allclose(h_rows[valid], h_one[valid], atol=TOL)  # real tokens agree either way
     assert not torch.allclose(h_rows, h_one, atol=TOL)             # padding differs under row buckets

@@ -122,6 +122,38 @@ def test_results_notebooks_show_their_figures(smoke_book, notebook):
 
 
 @pytest.mark.slow
+def test_executed_notebooks_hide_their_parameter_cells(smoke_book):
+    """Every executed notebook removes its own defaults cell from the page and collapses papermill's injected
+    values (the reader can open them; they are what the pipeline ran with)."""
+    import nbformat
+
+    plan = P.make_plan(P.load_pipeline("smoke"))
+    for name in plan.keys["notebooks"]:
+        nb = nbformat.read(plan.results / "notebooks" / f"{name}.ipynb", as_version=4)
+        tags = [c.metadata.get("tags", []) for c in nb.cells]
+        assert any("parameters" in t and "remove-cell" in t for t in tags), name
+        assert any("injected-parameters" in t and "hide-cell" in t for t in tags), name
+
+
+@pytest.mark.slow
+def test_per_sample_page_shows_every_method_and_the_teachers(smoke_book):
+    """The per-sample page holds, for each task's first test questions, the gold answer, a row per evaluated
+    method and each simulated teacher's rationale."""
+    import nbformat
+
+    plan = P.make_plan(P.load_pipeline("smoke"))
+    nb = nbformat.read(plan.results / "notebooks" / "14_samples.ipynb", as_version=4)
+    page = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    reg = P.read_registry(plan.results)
+    n_questions = 2 * (len(reg["tasks"]["id"]) + len(reg["tasks"]["ood"]))
+    assert page.count("<b>gold:</b>") == n_questions
+    names = {m.rsplit("-s", 1)[0] for m in reg["evals"]}
+    assert page.count("<tr><td>") == n_questions * len(names)
+    assert page.count("<details><summary>sim-") == n_questions * 4
+
+
+@pytest.mark.slow
 @pytest.mark.browser
 def test_smoke_book_in_headless_chromium(smoke_book):
     from compact.browser import check_site, chromium_path
@@ -131,6 +163,32 @@ def test_smoke_book_in_headless_chromium(smoke_book):
         pytest.skip("chromium is not installed (make test installs Debian's chromium when run as root)")
     html = resolve(P.load_pipeline("smoke").html)
     shot = resolve("artifacts/smoke/screenshot.png")
-    stats = check_site(html, shot)
+    # the method page, the main table page and one mechanism page, kept for a reader of the CI log
+    shots = {page: resolve(f"artifacts/smoke/screenshot-{name}.png") for name, page in
+             (("method", "method.html"), ("main-table", "notebooks/08_main_table.html"),
+              ("consensus", "notebooks/03_consensus.html"))}
+    stats = check_site(html, shot, shots=shots)  # raises on unrendered math or a request to another host
     assert stats["pages"] >= 14 and stats["images"] >= 5 and stats["links"] > 50
-    assert shot.is_file() and shot.stat().st_size > 10_000
+    assert stats["math"] >= 50 and stats["external_requests"] == 0
+    for path in (shot, *shots.values()):
+        assert path.is_file() and path.stat().st_size > 10_000, path
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()  # MathJax ships with the book
+
+
+def test_dry_run_reads_as_a_plan_with_estimates(monkeypatch):
+    """--dry-run prints one line per stage (cached or to run, with an estimate scaled from the last run's
+    measured stage time), not raw JSON."""
+    plan = P.make_plan(P.load_pipeline("smoke"))
+    text = P.describe_plan(plan)
+    assert not text.lstrip().startswith("{")
+    for stage in ("world", "rationales", "training", "evaluation", "results", "notebooks"):
+        assert any(line.startswith(stage) for line in text.splitlines()), stage
+    # a registry that recorded every key but one run's eval, and 600 s of evaluation last time
+    reg = {"keys": {**plan.keys, "eval": {**plan.keys["eval"], "base": "old"}},
+           "timings_s": {"evaluation": {"seconds": 600.0, "items": 4}, "training": {"seconds": 100.0, "items": 2}}}
+    monkeypatch.setattr(P, "read_registry", lambda results: reg)
+    rows = {r["stage"]: r for r in P.plan_status(plan)}
+    n_eval = len(plan.keys["eval"])
+    assert rows["evaluation"]["todo"] == 1 and rows["evaluation"]["of"] == n_eval
+    assert rows["evaluation"]["estimate_s"] == 150.0  # the last run's 600 s over 4 models, for 1 model
+    assert rows["merges"]["todo"] == 0

@@ -118,7 +118,7 @@ def plot_alpha_dynamics(windows: Sequence[Mapping[str, Any]], *, title: str = ""
             ax.fill_between(x, m - s, m + s, alpha=0.15)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=9)
     axes[0][0].set_ylabel(r"mean $\alpha$")
     if title:
         fig.suptitle(title, fontsize=10)

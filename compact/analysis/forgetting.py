@@ -57,7 +57,7 @@ def plot_forgetting(rows: Sequence[Mapping[str, Any]], *, title: str = ""):
     hi = np.array([r["delta_ci_high"] for r in rows]) * 100 - d
     ax.bar(x, d, yerr=[lo, hi], capsize=3, color=["tab:red" if v < 0 else "tab:blue" for v in d])
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, [r["method"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, [r["method"] for r in rows], rotation=30, ha="right", fontsize=9)
     ax.set_ylabel("OOD accuracy change (points)")
     if title:
         ax.set_title(title, fontsize=10)

@@ -131,21 +131,26 @@ def plot_pca_shift(base: np.ndarray, methods: Mapping[str, np.ndarray], pca: PCA
     import matplotlib.pyplot as plt  # no backend switch: a notebook kernel must keep its inline one
 
     n = max(1, len(methods))
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False, sharex=True, sharey=True)
+    cols = min(n, 4)  # four panels a row: legible at a book page's width (a row of 14 is not)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
     z0 = pca.transform(base)
-    for ax, (name, X) in zip(axes[0], methods.items()):
+    for ax, (name, X) in zip(axes.flat, methods.items()):
         z1 = pca.transform(X)
         ax.scatter(z0[:, 0], z0[:, 1], s=6, c="0.65", label="base", rasterized=False)
         ax.scatter(z1[:, 0], z1[:, 1], s=6, c="tab:red", alpha=0.7, label=name)
         c0, c1 = z0.mean(0), z1.mean(0)
         ax.annotate("", xy=(c1[0], c1[1]), xytext=(c0[0], c0[1]),
                     arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel(f"PC1 ({100 * pca.explained[0]:.0f}%)")
-        ax.legend(fontsize=7, loc="best")
-    axes[0][0].set_ylabel(f"PC2 ({100 * pca.explained[1]:.0f}%)" if len(pca.explained) > 1 else "PC2")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"PC1 ({100 * pca.explained[0]:.0f}%)", fontsize=9)
+        ax.legend(fontsize=9, loc="best")
+    for row in axes:
+        row[0].set_ylabel(f"PC2 ({100 * pca.explained[1]:.0f}%)" if len(pca.explained) > 1 else "PC2", fontsize=9)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 

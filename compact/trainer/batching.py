@@ -5,7 +5,7 @@ encoded with ``tokenizer.apply_chat_template``. ``assistant_start`` is the lengt
 with ``add_generation_prompt=True``; it must be a token prefix of the full sequence (checked).
 
 Gold answer tokens ``G`` (for the MI score) are the answer string encoded on its own, without special
-tokens (METHOD.md: "token ids of the gold answer string"). With BPE tokenizers the answer may be encoded
+tokens (book/specification.md: "token ids of the gold answer string"). With BPE tokenizers the answer may be encoded
 differently inside a sentence (``" 42"`` vs ``"42"``); we keep the bare encoding, as the reference does,
 because ``G`` only selects rows of ``W_U`` to average and the bare form is the tokenizer-independent choice.
 

@@ -11,7 +11,7 @@ chat-formatting code as a real model:
 
     <|user|>\\n{question}<|end|>\\n<|assistant|>\\n{rationale}<|end|>\\n
 
-:func:`thinking_token_ids` implements METHOD.md's rule for ANY Hugging Face tokenizer: each thinking
+:func:`thinking_token_ids` implements the specification's rule (book/specification.md) for ANY Hugging Face tokenizer: each thinking
 word is encoded bare and with a leading space (no special tokens); only encodings of exactly one token
 count. The world's BPE is trained so that every single-word thinking word is one token both ways.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-# METHOD.md's thinking words and their one-token rule live with the MI proxy that uses them.
+# The specification's thinking words and their one-token rule live with the MI proxy that uses them.
 from ..adaptability import THINKING_WORDS, thinking_token_ids  # noqa: F401
 
 PAD, USER, ASSISTANT, END = "<|pad|>", "<|user|>", "<|assistant|>", "<|end|>"
