@@ -25,7 +25,7 @@ def main() -> int:
     import torch
 
     from compact.config import load
-    from compact.evaluation import EvalConfig, evaluate, load_model, load_tokenizer
+    from compact.eval.evaluate import EvalConfig, evaluate, load_model, load_tokenizer
     from compact.provenance import is_complete
     from compact.world.build import WorldConfig, build_world, world_path
 

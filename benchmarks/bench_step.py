@@ -22,14 +22,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compact.objective import ObjectiveConfig, compact_objective  # noqa: E402
-from compact.trainer.batching import collate, encode_instances  # noqa: E402
+from compact.method.objective import ObjectiveConfig, compact_objective  # noqa: E402
+from compact.inputs.encode import collate, encode_instances  # noqa: E402
 from compact.trainer.tiny import tiny_student, toy_instances  # noqa: E402
 
 
 def student(world_cfg: str | None):
     """(model, tokenizer, description): the built world's student, else a random tiny Qwen2."""
-    from compact.train import load_tokenizer
+    from compact.inputs.model import load_tokenizer
     from transformers import AutoModelForCausalLM
 
     if world_cfg:

@@ -8,8 +8,8 @@
     compact analyze  --config ...                                                  PCA shift, metric validation
     compact pipeline --profile smoke|default|paper [--book] [--force]              the whole DAG
 
-Each subcommand lives in the module that owns its logic and exposes ``add_arguments(parser)`` and
-``run(args) -> int``. User errors (:class:`compact.errors.CompactError`) print one line and exit 2.
+Each subcommand lives in the module that owns its logic and exposes ``add_arguments(parser)`` (built on
+:func:`compact.config.add_config_arguments`) and ``run(args) -> int``; no stage imports this module. User errors (:class:`compact.errors.CompactError`) print one line and exit 2.
 """
 from __future__ import annotations
 
@@ -25,20 +25,12 @@ from .log import get_logger, setup_logging
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "world": ("compact.world.build", "build (or reuse) the embedded world: tasks, tokenizer, base student"),
     "generate": ("compact.teachers.generate", "teachers write chain-of-thought rationales into the store"),
-    "train": ("compact.train", "train a student (COMPACT, baselines, ablations)"),
-    "eval": ("compact.evaluation", "evaluate students on world tasks or real benchmarks"),
-    "score": ("compact.scoring", "score a multi-teacher rationale dataset with a student (data audit)"),
+    "train": ("compact.trainer.run", "train a student (COMPACT, baselines, ablations)"),
+    "eval": ("compact.eval.evaluate", "evaluate students on world tasks or real benchmarks"),
+    "score": ("compact.analysis.scoring", "score a multi-teacher rationale dataset with a student (data audit)"),
     "analyze": ("compact.analysis", "analyses: PCA shift, metric validation, weight dynamics"),
-    "pipeline": ("compact.pipeline", "run the whole pipeline (world -> rationales -> training -> book)"),
+    "pipeline": ("compact.publish.pipeline", "run the whole pipeline (world -> rationales -> training -> book)"),
 }
-
-
-def add_common(parser: argparse.ArgumentParser, *, config_required: bool = False) -> None:
-    """The options every config-driven subcommand shares."""
-    parser.add_argument("--config", required=config_required, help="YAML config file (relative to the repo root or absolute)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (dotted, type-checked); repeatable")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
 _ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|obj|exc|doc|ref|cite|math|py:\w+):`~?([^`]+)`")

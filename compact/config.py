@@ -7,6 +7,8 @@ one-line message naming the key. :func:`config_hash` names artifacts by what pro
 """
 from __future__ import annotations
 
+import argparse
+
 import dataclasses
 import hashlib
 import json
@@ -239,8 +241,16 @@ def replace(cfg: T, **changes: Any) -> T:
 
 __all__ = [
     "ConfigError", "from_dict", "to_dict", "config_hash", "read_yaml", "load", "apply_overrides",
-    "parse_override", "save_yaml", "replace",
+    "parse_override", "save_yaml", "replace", "add_config_arguments",
 ]
 
 # keep typing import used for forward references in subclasses' annotations
 _ = typing
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, config_required: bool = False) -> None:
+    """The options every config-driven subcommand shares."""
+    parser.add_argument("--config", required=config_required, help="YAML config file (relative to the repo root or absolute)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (dotted, type-checked); repeatable")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")

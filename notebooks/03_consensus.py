@@ -33,7 +33,7 @@
 # A_{kk} \leftarrow 0,\qquad C_k = \sum_i A_{ik}.$$
 #
 # A rationale that many others attend to is "in consensus". The hope: wrong rationales lose in-degree. This
-# chapter computes $A$ by hand next to the equation, checks it against `compact.consensus.consensus_scores`,
+# chapter computes $A$ by hand next to the equation, checks it against `compact.method.consensus.consensus_scores`,
 # draws the graph for real instances, and measures whether $C_k$ separates correct from wrong rationales.
 
 # %% tags=["parameters"]
@@ -58,9 +58,9 @@ import torch
 
 from compact.workbench import open_workbench
 from compact.analysis.validation import auc
-from compact.consensus import consensus_scores, find_attention_projections, widen_keys
-from compact.difficulty import last_nonpad
-from compact.trainer.batching import collate, encode_instances
+from compact.method.consensus import consensus_scores, find_attention_projections, widen_keys
+from compact.method.difficulty import last_nonpad
+from compact.inputs.encode import collate, encode_instances
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
 world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
@@ -94,13 +94,13 @@ def soft_graph(inst):
     A = A * (1 - torch.eye(len(A)))  # A_kk <- 0 after the softmax, rows not renormalised
     C = A.sum(dim=0)  # (K,) column sum: weighted in-degree
     ref = consensus_scores(e, proj.q_proj, proj.k_proj, proj.n_heads, proj.n_kv_heads, batch.group)
-    assert torch.allclose(C, ref, atol=1e-6), "hand-computed C differs from compact.consensus"
+    assert torch.allclose(C, ref, atol=1e-6), "hand-computed C differs from compact.method.consensus"
     return A, C
 
 
 A, C = soft_graph(shown[0])
 print("A =\n", np.array2string(A.numpy(), precision=3))
-print("C =", np.round(C.numpy(), 3), "(matches compact.consensus.consensus_scores)")
+print("C =", np.round(C.numpy(), 3), "(matches compact.method.consensus.consensus_scores)")
 print("correct:", [lab["final_correct"] for lab in shown[0].labels])
 
 # %% [markdown]

@@ -55,12 +55,12 @@ import torch
 
 
 from compact.workbench import open_workbench
-from compact.adaptability import OTHER_WEIGHT, THINKING_WEIGHT, mi_proxy
+from compact.method.adaptability import OTHER_WEIGHT, THINKING_WEIGHT, mi_proxy
 from compact.analysis.validation import proxy_vs_estimator
-from compact.difficulty import last_nonpad
-from compact.hsic import token_answer_hsic
-from compact.objective import lm_head_weight
-from compact.trainer.batching import collate, encode_instances
+from compact.method.difficulty import last_nonpad
+from compact.method.hsic import token_answer_hsic
+from compact.method.objective import lm_head_weight
+from compact.inputs.encode import collate, encode_instances
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
 world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
@@ -93,7 +93,7 @@ w = torch.where(is_think, THINKING_WEIGHT, OTHER_WEIGHT)  # (K, L)
 M = (torch.relu(delta) * w).sum(dim=1)  # (K,) reference: every position of the padded row
 ref = mi_proxy(h, W_U, batch.gold_ids, batch.gold_mask, batch.group, batch.input_ids, batch.attention_mask,
                batch.assistant_start, batch.thinking_ids, "reference")
-assert torch.allclose(M, ref, rtol=1e-5, atol=1e-5), "hand-computed M differs from compact.adaptability"
+assert torch.allclose(M, ref, rtol=1e-5, atol=1e-5), "hand-computed M differs from compact.method.adaptability"
 masked = mi_proxy(h, W_U, batch.gold_ids, batch.gold_mask, batch.group, batch.input_ids, batch.attention_mask,
                   batch.assistant_start, batch.thinking_ids, "masked_mean")
 pd.DataFrame({"teacher": inst.teachers, "correct": [lab["final_correct"] for lab in inst.labels],
@@ -132,7 +132,7 @@ plt.show()
 #
 # For every branch of `n_questions` dev questions: the HSIC between each assistant token's hidden state and
 # the gold answer's representation (the last hidden state of the gold answer string run through the same
-# student), using Qian et al.'s estimator (`compact.hsic.token_answer_hsic`, normalised to $[0, 1]$), averaged
+# student), using Qian et al.'s estimator (`compact.method.hsic.token_answer_hsic`, normalised to $[0, 1]$), averaged
 # over the branch's assistant tokens (every `hsic_stride`-th position, to keep this cheap). Then how well each variant of $M_k$ tracks it across branches and within
 # questions, and whether thinking tokens are where the jumps and the HSIC peaks are.
 

@@ -47,8 +47,8 @@ import torch.nn.functional as F
 
 from compact.workbench import open_workbench
 from compact.analysis.validation import auc
-from compact.difficulty import IGNORE_INDEX, branch_loss, shifted_labels
-from compact.trainer.batching import collate, encode_instances
+from compact.method.difficulty import IGNORE_INDEX, branch_loss, shifted_labels
+from compact.inputs.encode import collate, encode_instances
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
 world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
@@ -73,7 +73,7 @@ ce = F.cross_entropy(z.reshape(-1, z.shape[-1]), y.reshape(-1), ignore_index=IGN
 L_hand = ce.sum(1) / (y != IGNORE_INDEX).sum(1)  # (K,)
 L_pkg = branch_loss(z, batch.input_ids, batch.attention_mask, batch.assistant_start)
 assert torch.allclose(L_hand, L_pkg, atol=1e-5)
-print("L_k =", {t: round(float(v), 3) for t, v in zip(dev[0].teachers, L_pkg)}, "(matches compact.difficulty.branch_loss)")
+print("L_k =", {t: round(float(v), 3) for t, v in zip(dev[0].teachers, L_pkg)}, "(matches compact.method.difficulty.branch_loss)")
 
 # %% [markdown]
 # ## Which tokens are hard?

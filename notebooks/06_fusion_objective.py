@@ -57,9 +57,9 @@ import torch
 
 
 from compact.workbench import open_workbench
-from compact.fusion import fuse
-from compact.objective import ObjectiveConfig, compact_objective
-from compact.trainer.batching import collate, encode_instances
+from compact.method.fusion import fuse
+from compact.method.objective import ObjectiveConfig, compact_objective
+from compact.inputs.encode import collate, encode_instances
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
 world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids

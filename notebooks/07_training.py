@@ -17,7 +17,7 @@
 # # Training COMPACT and the baselines
 
 # %% [markdown]
-# Training is one loop for every method (`compact.train`): COMPACT and its ablations, uniform multi-teacher
+# Training is one loop for every method (`compact.trainer.run`): COMPACT and its ablations, uniform multi-teacher
 # SFT ($\alpha_k = 1/K$), single-teacher SFT, static per-teacher weights and MCC-KD, all selected by a config.
 # One optimizer step consumes $Q$ questions (all their branches); with $P$ processes each takes $Q/P$ of them
 # in micro-batches, and because $\alpha$ is computed per question, the accumulated gradient is the gradient of
@@ -27,7 +27,7 @@
 # = \frac1P \sum_{r=1}^{P} \nabla_\theta \frac{P}{Q} \sum_{q \in \text{rank } r} \mathcal L_q .$$
 #
 # A notebook never trains on its own: it calls the package. This chapter runs a **small demo**: a few steps
-# of the smoke config through `python -m compact.train` as a subprocess (the same command a terminal would
+# of the smoke config through `python -m compact.trainer` as a subprocess (the same command a terminal would
 # run), the same run on two processes with `torchrun`, and a tiny `accelerate.notebook_launcher` demo of the
 # gradient identity above. The full grid, and the weight dynamics of full-length runs, are in
 # [chapter 9](09_ablations.ipynb) and [chapter 10](10_latent_space.ipynb), read from the committed results.
@@ -61,10 +61,10 @@ from safetensors.torch import load_file
 
 
 from compact.workbench import open_workbench
-from compact.objective import ObjectiveConfig, compact_objective
+from compact.method.objective import ObjectiveConfig, compact_objective
 from compact.paths import repo_root
 from compact.teachers.view import build_instances
-from compact.trainer.batching import collate, encode_instances
+from compact.inputs.encode import collate, encode_instances
 from compact.world.tokenizer import thinking_token_ids
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
@@ -84,7 +84,7 @@ def free_port() -> str:
 
 def train_cli(launcher: list[str], extra: list[str]) -> str:
     """Run the trainer's CLI as a subprocess (from the repo root) and return the run directory it prints."""
-    cmd = launcher + ["-m", "compact.train", "--config", train_config, "--log-level", "WARNING"]
+    cmd = launcher + ["-m", "compact.trainer", "--config", train_config, "--log-level", "WARNING"]
     for o in overrides + extra:
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COMPACT_QUIET": "1"}
@@ -99,7 +99,7 @@ def train_cli(launcher: list[str], extra: list[str]) -> str:
 
 
 # %% [markdown]
-# ## A demo run: `python -m compact.train`
+# ## A demo run: `python -m compact.trainer`
 #
 # The smoke train config (COMPACT in reference mode), overridden to `demo_steps` steps of
 # `questions_per_step` questions. The run directory is named by the hash of the resolved config, so
@@ -224,5 +224,5 @@ print(f"notebook_launcher gradient check: relative difference {grad_rel:.1e}.")
 # 2. Add `"objective.mi_variant=masked_mean"`: does the longest teacher still dominate $\alpha$?
 # 3. Set `micro_batch_questions = 1` (the released code's one question per pass): same parameters, slower.
 # 4. Set `demo_steps = 8` and look at the trajectories: do the weights move as the student learns?
-# 5. On a machine with GPUs: `accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.train
+# 5. On a machine with GPUs: `accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.trainer
 #    --config configs/train/compact.yaml` (see [chapter 12](12_real_models.ipynb)).

@@ -45,8 +45,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from compact.paths import resolve
-from compact.report import plot_main
-from compact.results import read_table
+from compact.publish.report import plot_main
+from compact.publish.results import read_table
 
 root = resolve(results)
 main = pd.DataFrame(read_table("main/main_table", root))

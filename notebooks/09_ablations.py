@@ -44,7 +44,7 @@ import pandas as pd
 
 from compact.analysis.dynamics import plot_alpha_dynamics
 from compact.paths import resolve
-from compact.results import read_index, read_table
+from compact.publish.results import read_index, read_table
 
 root = resolve(results)
 index = read_index(root)["artifacts"]

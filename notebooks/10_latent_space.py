@@ -45,7 +45,7 @@ from IPython.display import SVG, display
 
 from compact.analysis.forgetting import plot_forgetting
 from compact.paths import resolve
-from compact.results import read_index, read_table
+from compact.publish.results import read_index, read_table
 
 root = resolve(results)
 index = read_index(root)["artifacts"]

@@ -53,13 +53,13 @@ import torch
 
 
 from compact.workbench import open_workbench
-from compact.adaptability import mi_proxy
-from compact.consensus import consensus_scores, find_attention_projections, widen_keys
-from compact.difficulty import last_nonpad
-from compact.fusion import fuse, zscore_per_group
-from compact.objective import ObjectiveConfig, compact_objective, lm_head_weight
+from compact.method.adaptability import mi_proxy
+from compact.method.consensus import consensus_scores, find_attention_projections, widen_keys
+from compact.method.difficulty import last_nonpad
+from compact.method.fusion import fuse, zscore_per_group
+from compact.method.objective import ObjectiveConfig, compact_objective, lm_head_weight
 from compact.teachers.view import build_instances
-from compact.trainer.batching import collate, encode_instances
+from compact.inputs.encode import collate, encode_instances
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
 world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
@@ -132,12 +132,12 @@ mi.round(4)
 # before it. Real tokens' hidden states are identical under both (right padding: no real token attends to a
 # pad), so the loss, consensus and masked MI do not change, but reference MI sums ReLU jumps over the
 # padded row and does. `model.attn_implementation: auto` (the paper config) picks flash-attention on a GPU
-# that has it; `compact.adaptability.zero_pad_attention` reproduces its pad semantics on any device, as here.
+# that has it; `compact.method.adaptability.zero_pad_attention` reproduces its pad semantics on any device, as here.
 
 # %%
 import contextlib
 
-from compact.adaptability import zero_pad_attention
+from compact.method.adaptability import zero_pad_attention
 
 b = batch_of(dev[:4])
 args = (W_U, b.gold_ids, b.gold_mask, b.group, b.input_ids, b.attention_mask, b.assistant_start, b.thinking_ids)

@@ -23,7 +23,7 @@
 # same three commands do it on GPUs:
 #
 # 1. `compact generate --config configs/generate/paper_gsm8k.yaml` (vLLM or Hugging Face teachers),
-# 2. `accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.train --config configs/paper/compact_qwen2.5-1.5b_gsm8k.yaml`,
+# 2. `accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.trainer --config configs/paper/compact_qwen2.5-1.5b_gsm8k.yaml`,
 # 3. `compact eval` on each benchmark.
 #
 # The objective is the same at any scale,
@@ -68,7 +68,7 @@ transformers.utils.logging.disable_progress_bar()
 from compact.config import load, read_yaml
 from compact.data.benchmarks import BENCHMARKS, BenchmarkSpec, load_benchmark
 from compact.errors import CompactError
-from compact.evaluation import EvalConfig, evaluate
+from compact.eval.evaluate import EvalConfig, evaluate
 from compact.log import seed_everything
 from compact.paths import configs_dir, repo_root, resolve
 from compact.teachers.store import RationaleStore
@@ -205,7 +205,7 @@ except CompactError as exc:
     print("CompactError:", exc)
 
 # %% [markdown]
-# ## Step 2: train with the paper config (`python -m compact.train`)
+# ## Step 2: train with the paper config (`python -m compact.trainer`)
 #
 # The paper config as is (LoRA on every projection, constant lr, one question per micro-step, bf16 on GPU,
 # TensorBoard), with the student path, the store and the step count overridden. On GPUs the same command runs
@@ -214,7 +214,7 @@ except CompactError as exc:
 
 # %%
 teachers = [t["name"] for t in gen_cfg["teachers"]]
-run_dir = compact_cli("compact.train", "--config", paper_train, "--log-level", "WARNING",
+run_dir = compact_cli("compact.trainer.run", "--config", paper_train, "--log-level", "WARNING",
                       "--set", f"model.path={student_path}", "--set", "data.generate=null",
                       "--set", f"data.store={store_path}", "--set", f"data.teachers={json.dumps(teachers)}",
                       "--set", "data.policy=keep", "--set", "data.max_length=256",
@@ -226,7 +226,7 @@ print("run files:", sorted(p.name for p in run.iterdir()))
 pd.DataFrame(log)[["step", "loss", "loss_sft", "loss_consistency", "grad_norm", "lr"]].set_index("step")
 
 # %% [markdown]
-# ## Step 3: evaluate on the five benchmarks (`compact.evaluation`)
+# ## Step 3: evaluate on the five benchmarks (`compact.eval.evaluate`)
 #
 # Batched greedy decoding with a KV cache, stopping once the answer line is complete; strict (the final
 # `The answer is X.` line) and lenient extraction; per-benchmark accuracy with bootstrap intervals.
@@ -259,9 +259,9 @@ shutil.rmtree(tmp, ignore_errors=True)  # the tiny models, store and run were on
 # ```bash
 # pip install -e '.[vllm]'   # vLLM teachers
 # compact generate --config configs/generate/paper_gsm8k.yaml            # four teachers, GSM8K train
-# accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.train \
+# accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.trainer \
 #     --config configs/paper/compact_qwen2.5-1.5b_gsm8k.yaml --set optim.questions_per_step=32
-# accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.train \
+# accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.trainer \
 #     --config configs/paper/uniform_qwen2.5-1.5b_gsm8k.yaml               # the uniform baseline
 # compact eval --set model=<run dir> --set data.source=benchmark --set data.benchmark.name=gsm8k
 # ```

@@ -47,9 +47,9 @@ import json
 import pandas as pd
 
 from compact.paths import resolve
-from compact.pipeline import read_registry
-from compact.report import plot_curves
-from compact.results import read_table
+from compact.publish.pipeline import read_registry
+from compact.publish.report import plot_curves
+from compact.publish.results import read_table
 from compact.workbench import open_workbench
 
 root = resolve(results)
@@ -82,7 +82,7 @@ print("facts per operation:", ", ".join(f"{op} {pct(v)}" for op, v in details["f
 print("facts it gets wrong (first ones):", details["facts"]["examples_wrong"][:6] or "none")
 
 # %% tags=["hide-input"]
-from compact.loglik import context_text, continuation_logprobs
+from compact.eval.loglik import context_text, continuation_logprobs
 from compact.world import tasks as T
 
 probe = T.recall_probe("crow", "habitat")
@@ -126,7 +126,7 @@ wide
 # steps, because every question is read four times.
 
 # %% tags=["hide-input"]
-from compact.report import budget_table, step_costs
+from compact.publish.report import budget_table, step_costs
 
 costs = step_costs(registry)
 for kind in ("multi", "single"):

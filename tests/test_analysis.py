@@ -10,9 +10,9 @@ from compact.analysis.dynamics import alpha_windows, curriculum_trend, read_alph
 from compact.analysis.forgetting import forgetting_table
 from compact.analysis.latent import fit_pca, hidden_representations, linear_cka, pca_shift, shift_metrics
 from compact.analysis.validation import (auc, correlation_matrix, pearson, proxy_vs_estimator, rankdata,
-                                         score_auc_table, spearman)
+    score_auc_table, spearman)
 from compact.errors import DataError
-from compact.evaluation import EvalResult, compute_metrics
+from compact.eval.evaluate import EvalResult, compute_metrics
 
 
 def test_cka_properties():
@@ -51,7 +51,8 @@ def test_pca_and_shift_by_hand():
 def test_hidden_representations_mean_and_last(tmp_path):
     from test_evaluation import make_tiny_student
 
-    from compact.evaluation import format_prompt, load_model, load_tokenizer
+    from compact.eval.decode import format_prompt
+    from compact.eval.evaluate import load_model, load_tokenizer
 
     path = make_tiny_student(tmp_path / "s")
     model, tok = load_model(path), load_tokenizer(path)

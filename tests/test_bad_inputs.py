@@ -231,7 +231,7 @@ def _notebook(tmp_path: Path, body: str) -> Path:
 def test_failed_notebook_names_its_cell(tmp_path, monkeypatch):
     """The cell is numbered in the source notebook (papermill's index counts its injected-parameters cell);
     of two cells with the same source, the one that failed."""
-    from compact.notebooks import NotebookError, execute
+    from compact.publish.notebooks import NotebookError, execute
 
     monkeypatch.setenv("COMPACT_ARTIFACTS", str(tmp_path / "artifacts"))
     same = "# %%\nratio = 1 / x\nprint(ratio)\n\n"
@@ -247,7 +247,7 @@ def test_failed_notebook_names_its_cell(tmp_path, monkeypatch):
 
 def test_timed_out_notebook_names_its_cell(tmp_path, monkeypatch):
     """A timeout is not a cell error (nbclient raises from papermill's loop): the cell is still named."""
-    from compact.notebooks import NotebookError, execute
+    from compact.publish.notebooks import NotebookError, execute
 
     monkeypatch.setenv("COMPACT_ARTIFACTS", str(tmp_path / "artifacts"))
     src = _notebook(tmp_path, "# %%\nimport time\n\n# %%\ntime.sleep(60)\n")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from compact.errors import ArtifactError, DataError
-from compact.trainer.batching import collate, encode_instances, encode_question, TruncationStats
+from compact.inputs.encode import collate, encode_instances, encode_question, TruncationStats
 from compact.trainer.tiny import tiny_tokenizer, toy_instances
 
 TEACHERS = ["t0", "t1", "t2"]
@@ -97,7 +97,7 @@ def test_unknown_teacher_and_empty_answer_are_data_errors(tok):
 
 
 def test_batch_runs_through_the_objective(tok):
-    from compact.objective import ObjectiveConfig, compact_objective
+    from compact.method.objective import ObjectiveConfig, compact_objective
     from compact.trainer.tiny import tiny_qwen2_config
     from transformers import AutoModelForCausalLM
 

@@ -29,11 +29,11 @@ def test_two_processes_match_one(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     base = {**os.environ, "COMPACT_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "compact.train", "--config", str(path)], capture_output=True,
+    one = subprocess.run([sys.executable, "-m", "compact.trainer", "--config", str(path)], capture_output=True,
                          text=True, timeout=300, env={**base, "COMPACT_ARTIFACTS": str(tmp_path / "one")})
     assert one.returncode == 0, one.stderr[-2000:]
     torchrun = Path(sys.executable).with_name("torchrun")
-    two = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "compact.train",
+    two = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "compact.trainer",
                           "--config", str(path)], capture_output=True, text=True, timeout=300,
                          env={**base, "COMPACT_ARTIFACTS": str(tmp_path / "two")})
     assert two.returncode == 0, two.stderr[-3000:]

@@ -8,8 +8,8 @@ import torch
 
 from compact.data.records import Example, write_jsonl
 from compact.errors import ConfigError
-from compact.evaluation import (EvalConfig, EvalResult, compute_metrics, evaluate, format_prompt,
-                                greedy_generate, load_tokenizer)
+from compact.eval.evaluate import EvalConfig, EvalResult, compute_metrics, evaluate, load_tokenizer
+from compact.eval.decode import format_prompt, greedy_generate
 
 
 def make_tiny_student(path, *, hidden=32, layers=2, heads=4, kv_heads=2, seed=0):
@@ -247,14 +247,14 @@ def test_greedy_decoding_builds_no_autograd_graph(tiny):
     every forward sees grad disabled, and the cache argument reaches the model after the first step."""
     from transformers import AutoModelForCausalLM
 
-    from compact.evaluation import _cache_argument
+    from compact.eval.decode import cache_argument
 
     path, tok = tiny
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     seen = []
 
     def hook(module, args, kwargs):
-        seen.append((torch.is_grad_enabled(), kwargs.get(_cache_argument(model)) is not None))
+        seen.append((torch.is_grad_enabled(), kwargs.get(cache_argument(model)) is not None))
 
     handle = model.register_forward_pre_hook(hook, with_kwargs=True)
     try:

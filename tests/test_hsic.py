@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from compact.hsic import hsic_mi, median_sigma, token_answer_hsic
+from compact.method.hsic import hsic_mi, median_sigma, token_answer_hsic
 
 
 def _slow_hsic(x: np.ndarray, y: np.ndarray) -> float:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from compact.config import load
-from compact.fusion import fuse
+from compact.method.fusion import fuse
 from compact.paths import configs_dir
 from compact.world import tasks as T
 from compact.world.build import WorldConfig
@@ -64,9 +64,9 @@ def test_random_weighting_is_a_dirichlet_draw_per_question():
 
 
 def test_oracle_keeps_only_branches_labelled_correct():
-    from compact.trainer.batching import encode_instances
+    from compact.inputs.encode import encode_instances
     from compact.trainer.methods import oracle_keep, resolve_objective
-    from compact.objective import ObjectiveConfig
+    from compact.method.objective import ObjectiveConfig
     from compact.teachers.view import Instance
     from compact.world.tokenizer import train_tokenizer
 
@@ -91,8 +91,8 @@ def test_oracle_keeps_only_branches_labelled_correct():
 @pytest.mark.slow
 def test_loglik_scoring_on_the_smoke_world(tmp_path):
     """continuation_logprobs equals a direct computation; evaluation scores probed questions by it."""
-    from compact.evaluation import EvalConfig, evaluate
-    from compact.loglik import context_text, continuation_logprobs, probe_beliefs
+    from compact.eval.evaluate import EvalConfig, evaluate
+    from compact.eval.loglik import context_text, continuation_logprobs, probe_beliefs
     from compact.world.build import build_world
 
     world = build_world(load(WorldConfig, configs_dir() / "world" / "smoke.yaml"))
@@ -121,7 +121,7 @@ def test_loglik_scoring_on_the_smoke_world(tmp_path):
 @pytest.mark.slow
 def test_uncalibrated_world_is_not_published(monkeypatch):
     from compact.errors import CompactError
-    from compact.pipeline import check_calibration
+    from compact.publish.pipeline import check_calibration
     from compact.world.build import build_world
 
     world = build_world(load(WorldConfig, configs_dir() / "world" / "smoke.yaml"))  # fails its gates by design
@@ -154,7 +154,7 @@ def test_budget_table_projects_the_grid_from_measured_step_times(tmp_path):
     import json
 
     from compact.config import save_yaml
-    from compact.report import budget_table, step_costs
+    from compact.publish.report import budget_table, step_costs
     from compact.trainer.config import TrainConfig
     from compact import config as C
 

@@ -24,7 +24,7 @@ from compact import provenance as P
 from compact.cli import main
 from compact.config import load
 from compact.errors import ArtifactError, DataError
-from compact.train import train
+from compact.trainer.run import train
 from compact.trainer.config import TrainConfig
 from compact.trainer.tiny import tiny_student, toy_instances, write_instances_jsonl
 
@@ -94,11 +94,11 @@ def test_second_train_of_the_same_run_waits_for_the_first(student, tmp_path, mon
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(sets))
     cfg = load(TrainConfig, path)
-    from compact.train import artifact_dirs
+    from compact.trainer.run import artifact_dirs
 
     out, _ = artifact_dirs(cfg)
     lock = out.parent / f".{out.name}.lock"
-    first = subprocess.Popen([sys.executable, "-m", "compact.train", "--config", str(path), "--set",
+    first = subprocess.Popen([sys.executable, "-m", "compact.trainer", "--config", str(path), "--set",
                               "debug.step_sleep_s=0.4"], env={**os.environ, "COMPACT_QUIET": "1"},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -124,7 +124,7 @@ def test_train_no_wait_is_one_line(student, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COMPACT_ARTIFACTS", str(tmp_path / "art"))
     data = write_instances_jsonl(toy_instances(8), tmp_path / "inst.jsonl")
     cfg = make_cfg(student, f"data.instances={data}")
-    from compact.train import artifact_dirs
+    from compact.trainer.run import artifact_dirs
 
     out, _ = artifact_dirs(cfg)
     with P.file_lock(out.parent / f".{out.name}.lock"):  # another process's run, as far as flock can tell
@@ -486,8 +486,8 @@ def test_replacing_an_artifact_leaves_no_moment_without_it(tmp_path, monkeypatch
 
 def test_pipeline_force_touches_only_its_own_profile(tmp_path, monkeypatch):
     """Before: --force deleted artifacts/eval and artifacts/merges of every profile before retraining."""
-    from compact import pipeline as PL
-    from compact import report
+    from compact.publish import pipeline as PL
+    from compact.publish import report
 
     art = tmp_path / "art"
     monkeypatch.setenv("COMPACT_ARTIFACTS", str(art))
@@ -669,7 +669,7 @@ def test_pickle_only_student_is_refused_unless_allowed(pickle_student, tmp_path,
 
 
 def test_eval_and_score_say_what_is_missing(pickle_student, tmp_path, capsys, monkeypatch):
-    from compact.evaluation import load_model
+    from compact.eval.evaluate import load_model
 
     with pytest.raises(ArtifactError, match=r"model\.safetensors is missing; the folder has only pickle weights "
                                             r"\(pytorch_model\.bin\)"):
@@ -681,7 +681,7 @@ def test_eval_and_score_say_what_is_missing(pickle_student, tmp_path, capsys, mo
 
 
 def test_truncated_model_safetensors_is_one_line(student, tmp_path):
-    from compact.evaluation import load_model
+    from compact.eval.evaluate import load_model
 
     broken = tmp_path / "broken"
     broken.mkdir()

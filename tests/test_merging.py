@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from compact.errors import ArtifactError, ConfigError
-from compact.merging import (direct_average, load_state_dict, merge_models, ties_merge, ties_merge_tensors,
-                             trim_top_k)
+from compact.baselines.merging import (direct_average, load_state_dict, merge_models, ties_merge, ties_merge_tensors,
+    trim_top_k)
 
 
 def test_direct_average_uniform_and_weighted():

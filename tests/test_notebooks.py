@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compact.notebooks import check_pairing, execute, notebook_sources
+from compact.publish.notebooks import check_pairing, execute, notebook_sources
 from compact.paths import notebooks_dir
 
 MINE = ["01_world", "02_teachers", "03_consensus", "04_adaptability", "05_difficulty", "06_fusion_objective",

@@ -8,8 +8,8 @@ import torch
 
 from compact.config import from_dict
 from compact.errors import CompactError, ConfigError
-from compact.objective import (Batch, ObjectiveConfig, _FusedCESymKL, compact_objective, objective_from_outputs,
-                               synthetic_batch)
+from compact.method.batch import Batch, synthetic_batch
+from compact.method.objective import ObjectiveConfig, _FusedCESymKL, compact_objective, objective_from_outputs
 
 TOL = 1e-5
 
@@ -93,7 +93,7 @@ def compare_paths(model, batch, ref_cfg, fast_cfg, monkeypatch):
     tolerance (on another CPU the fused scores may differ by amplified last bits, never the rest)."""
     import dataclasses
 
-    import compact.objective as objective
+    import compact.method.objective as objective
 
     # one padded forward: the paths are compared on every score (length buckets: their own test below)
     ref_cfg, fast_cfg = (dataclasses.replace(c, forward_buckets=1) for c in (ref_cfg, fast_cfg))
@@ -152,7 +152,7 @@ def test_parity_check_catches_a_wrong_path(extra, bug, monkeypatch):
     """The scaled tolerances of assert_same still fail when the fast path is really wrong: small bugs
     in each stage (a fusion weight off by 10%, the MI or GQA variant swapped, lambda off by 10%, a
     gradient off by 0.1%) are caught, also in the worst-conditioned settings above."""
-    import compact.objective as objective
+    import compact.method.objective as objective
 
     cfg = ObjectiveConfig(**extra)
     if bug in ("temperature", "lambda") and cfg.temperature < 0.1:
@@ -258,7 +258,7 @@ def test_model_without_attention_projections():
 
 def test_peft_wrapped_model_finds_projections():
     peft = pytest.importorskip("peft")
-    from compact.consensus import find_attention_projections
+    from compact.method.consensus import find_attention_projections
 
     model = tiny_qwen2()
     wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "k_proj"]))
@@ -320,7 +320,7 @@ def test_bucketed_forward_equals_one_padded_forward(cfg):
 def test_row_buckets_would_change_the_reference_mi():
     """The teeth of the rule above: bucketing single rows drops the padding hidden states the reference MI
     proxy sums over, so its weights must bucket whole questions."""
-    from compact.objective import bucketed_forward
+    from compact.method.objective import bucketed_forward
 
     model = tiny_qwen2()
     batch = synthetic_batch(6, 4, 24, 64, seed=11)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from compact import pipeline as P
+from compact.publish import pipeline as P
 from compact.errors import ConfigError
 from compact.paths import repo_root
 
@@ -63,7 +63,7 @@ def test_cli_error_is_one_line():
 
 
 def test_failed_notebook_is_not_published(tmp_path):
-    from compact.notebooks import NotebookError, execute
+    from compact.publish.notebooks import NotebookError, execute
 
     src = tmp_path / "99_broken.py"
     src.write_text('# %% [markdown]\n# # Broken\n\n# %% tags=["parameters"]\nx = 1\n\n# %%\nraise RuntimeError("boom")\n')
@@ -156,7 +156,7 @@ def test_per_sample_page_shows_every_method_and_the_teachers(smoke_book):
 @pytest.mark.slow
 @pytest.mark.browser
 def test_smoke_book_in_headless_chromium(smoke_book):
-    from compact.browser import check_site, chromium_path
+    from compact.publish.browser import check_site, chromium_path
     from compact.paths import resolve
 
     if chromium_path() is None:

@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 
-from compact.objective import Batch, ObjectiveConfig, compact_objective
+from compact.method.batch import Batch
+from compact.method.objective import ObjectiveConfig, compact_objective
 from compact.paths import reference_fixture_dir
 
 VEC_ATOL = 1e-5  # absolute, on vectors

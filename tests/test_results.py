@@ -3,7 +3,7 @@ import json
 import pytest
 
 from compact.errors import DataError
-from compact.results import read_index, read_table, save_figure, write_table
+from compact.publish.results import read_index, read_table, save_figure, write_table
 
 
 def test_write_table_formats_and_index(tmp_path):

@@ -33,7 +33,7 @@ def _config(tmp: Path) -> Path:
 
 
 def _cmd(cfg: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "compact.train", "--config", str(cfg), *extra]
+    return [sys.executable, "-m", "compact.trainer", "--config", str(cfg), *extra]
 
 
 def _env(root: Path) -> dict:

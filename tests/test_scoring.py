@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from compact.errors import DataError
-from compact.objective import ObjectiveConfig, compact_objective
-from compact.scoring import (ScoreConfig, ScoreInput, flag_low_consensus, read_rationale_file, score_instances)
+from compact.method.objective import ObjectiveConfig, compact_objective
+from compact.analysis.scoring import ScoreConfig, ScoreInput, flag_low_consensus, read_rationale_file, score_instances
 
 RECORDS = [
     {"id": "a", "question": "tom has 3 apples and buys 4 more. how many apples?", "answer": "7",
@@ -38,13 +38,13 @@ def data_file(tmp_path):
 
 
 def _load(student):
-    from compact.evaluation import load_model, load_tokenizer
+    from compact.eval.evaluate import load_model, load_tokenizer
 
     return load_model(student), load_tokenizer(student)
 
 
 def test_scores_match_objective_core_and_batching(student, data_file):
-    from compact.trainer.batching import collate, encode_instances
+    from compact.inputs.encode import collate, encode_instances
     from compact.world.tokenizer import thinking_token_ids
 
     model, tok = _load(student)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from compact.stats import aggregate_seeds, bootstrap_ci, format_mean_std, mean_std
+from compact.eval.stats import aggregate_seeds, bootstrap_ci, format_mean_std, mean_std
 
 
 def test_bootstrap_is_seeded_and_brackets_the_mean():

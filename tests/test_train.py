@@ -15,7 +15,7 @@ from compact.config import load
 from compact.errors import TrainingError
 from compact.paths import repo_root
 from compact.provenance import is_complete
-from compact.train import train
+from compact.trainer.run import train
 from compact.trainer.config import TrainConfig
 from compact.trainer.tiny import tiny_student, toy_instances, write_instances_jsonl
 
@@ -191,15 +191,15 @@ def test_cli_trains_from_a_config_file_and_rejects_bad_keys(student, tmp_path):
                                    "model": {"path": str(student)}, "method": "uniform",
                                    "optim": {"questions_per_step": 4, "micro_batch_questions": 4, "max_steps": 1}}))
     env = {"COMPACT_ARTIFACTS": str(tmp_path / "art"), "PATH": "/usr/bin:/bin", "COMPACT_QUIET": "1"}
-    ok = subprocess.run([PY, "-m", "compact.train", "--config", str(cfg)], capture_output=True, text=True, env=env,
+    ok = subprocess.run([PY, "-m", "compact.trainer", "--config", str(cfg)], capture_output=True, text=True, env=env,
                         cwd=tmp_path, timeout=120)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert is_complete(Path(ok.stdout.strip().splitlines()[-1]))
-    bad = subprocess.run([PY, "-m", "compact.train", "--config", str(cfg), "--set", "optim.lrr=1"],
+    bad = subprocess.run([PY, "-m", "compact.trainer", "--config", str(cfg), "--set", "optim.lrr=1"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "unknown config key 'optim.lrr'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
-    missing = subprocess.run([PY, "-m", "compact.train", "--config", str(cfg), "--set", "data.instances=/nope.jsonl"],
+    missing = subprocess.run([PY, "-m", "compact.trainer", "--config", str(cfg), "--set", "data.instances=/nope.jsonl"],
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert missing.returncode == 2 and "instances file not found: /nope.jsonl" in missing.stderr
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from compact.adaptability import mi_proxy, thinking_token_ids
-from compact.consensus import consensus_scores, widen_keys
-from compact.fusion import fuse, zscore_per_group
-from compact.objective import (ObjectiveConfig, AttentionProjections, locate_answer_spans, objective_from_outputs,
-                               synthetic_batch)
+from compact.method.adaptability import mi_proxy, thinking_token_ids
+from compact.method.consensus import consensus_scores, widen_keys
+from compact.method.fusion import fuse, zscore_per_group
+from compact.method.objective import ObjectiveConfig, AttentionProjections, locate_answer_spans, objective_from_outputs
+from compact.method.batch import synthetic_batch
 
 
 def _mi(hidden, w, batch, variant):
@@ -238,8 +238,9 @@ def test_flash_attention_pad_semantics_move_reference_mi_only():
     """flash-attention 2 (the released backend) returns zeros at pad positions; sdpa does not. Real tokens'
     states are the same under both, so the loss and masked MI agree, and reference MI (summed over the
     padded row) does not: M_k depends on the attention backend in reference mode."""
-    from compact.adaptability import zero_pad_attention
-    from compact.objective import ObjectiveConfig, compact_objective, synthetic_batch
+    from compact.method.adaptability import zero_pad_attention
+    from compact.method.objective import ObjectiveConfig, compact_objective
+    from compact.method.batch import synthetic_batch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)

@@ -7,7 +7,7 @@
 
 Each module holds the math and a Python API the pipeline and notebooks call (:mod:`.latent`,
 :mod:`.validation`, :mod:`.dynamics`, :mod:`.forgetting`); this entry point only wires files to them and
-writes the tables and figures with :mod:`compact.results` (provenance = this config).
+writes the tables and figures with :mod:`compact.publish.results` (provenance = this config).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import load
+from ..config import add_config_arguments, load
 from ..errors import ConfigError, DataError
 from ..log import get_logger
 from ..paths import resolve
@@ -67,7 +67,7 @@ def _world(cfg: AnalyzeConfig):
 
 def run_latent(cfg: AnalyzeConfig) -> dict[str, Any]:
     """Representations of OOD questions for base + methods, PCA shift + CKA table, scatter figure."""
-    from ..evaluation import load_model, load_tokenizer
+    from ..eval.evaluate import load_model, load_tokenizer
     from .latent import hidden_representations, pca_shift, plot_pca_shift
 
     if not cfg.models:
@@ -140,7 +140,7 @@ def run_dynamics(cfg: AnalyzeConfig) -> dict[str, Any]:
 
 
 def run_forgetting(cfg: AnalyzeConfig) -> dict[str, Any]:
-    from ..evaluation import EvalResult
+    from ..eval.evaluate import EvalResult
     from .forgetting import forgetting_table, plot_forgetting
 
     if not cfg.base_eval or not cfg.evals:
@@ -166,7 +166,7 @@ def analyze(cfg: AnalyzeConfig) -> dict[str, dict[str, Path]]:
     """Run ``cfg.analysis`` and write its tables and figures under ``results/`` with this config as provenance."""
     import matplotlib.pyplot as plt
 
-    from ..results import save_figure, write_table
+    from ..publish.results import save_figure, write_table
 
     out = RUNNERS[cfg.analysis](cfg)
     prefix = cfg.name or cfg.analysis
@@ -181,9 +181,7 @@ def analyze(cfg: AnalyzeConfig) -> dict[str, dict[str, Path]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_common
-
-    add_common(parser)
+    add_config_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

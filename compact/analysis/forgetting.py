@@ -10,8 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..evaluation import EvalResult
-from ..stats import bootstrap_ci
+from ..eval.evaluate import EvalResult
+from ..eval.stats import bootstrap_ci
 
 
 def _correct(res: EvalResult, tasks: set[str], mode: str) -> dict[str, float]:

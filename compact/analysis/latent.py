@@ -28,7 +28,7 @@ from ..data.records import Example
 def hidden_representations(model, tokenizer, questions: Sequence[str | Example], *,
                            pooling: Literal["mean", "last"] = "mean", batch_size: int = 64) -> np.ndarray:
     """(N, H) float64 representations of chat-formatted questions (last hidden state, mean or last token)."""
-    from ..evaluation import format_prompt
+    from ..eval.decode import format_prompt
 
     texts = [q.question if isinstance(q, Example) else str(q) for q in questions]
     enc = [tokenizer(format_prompt(tokenizer, t), add_special_tokens=False)["input_ids"] for t in texts]

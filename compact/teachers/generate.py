@@ -305,11 +305,9 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 # CLI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_common
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
-    add_common(parser)
+    C.add_config_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
 
 

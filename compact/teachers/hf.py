@@ -111,7 +111,7 @@ class HFTeacher:
                 gens = []
                 for s in range(params.n):
                     row = new[i * params.n + s]
-                    keep = _until_eos(row.tolist(), self._eos_ids(), self.tokenizer.pad_token_id)
+                    keep = _until_eos(row.tolist(), self.eos_token_ids(), self.tokenizer.pad_token_id)
                     n_tokens += len(keep)
                     text = self.tokenizer.decode(keep, skip_special_tokens=True)
                     text = truncate_at_stop(text, params.stop)
@@ -123,7 +123,7 @@ class HFTeacher:
                  len(prompts), params.n, n_tokens, dt, n_tokens / max(dt, 1e-9), self.batch_size)
         return out
 
-    def _eos_ids(self) -> set[int]:
+    def eos_token_ids(self) -> set[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         if eos is None:
             eos = self.tokenizer.eos_token_id

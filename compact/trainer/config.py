@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Literal, Optional, Sequence
 
-from ..objective import ObjectiveConfig
+from ..method.objective import ObjectiveConfig
 
 Method = Literal["compact", "uniform", "single", "static", "mcckd", "oracle", "random"]
 Schedule = Literal["constant", "linear", "cosine"]

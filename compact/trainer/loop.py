@@ -26,11 +26,10 @@ from safetensors.torch import save_file
 from ..config import save_yaml, to_dict
 from ..errors import ArtifactError, ConfigError, TrainingError
 from ..log import get_logger, progress, seed_everything
-from ..provenance import (append_jsonl, artifact_path, atomic_dir, manifest, read_jsonl_tail, rewrite_jsonl,
-                          write_json)
-from .batching import EncodedQuestion, TruncationStats, collate
+from ..provenance import append_jsonl, artifact_path, atomic_dir, manifest, read_jsonl_tail, rewrite_jsonl, write_json
+from ..inputs.encode import EncodedQuestion, TruncationStats, collate
 from .checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, rng_state, save_checkpoint,
-                         trainable_state)
+    trainable_state)
 from .config import TrainConfig
 
 log = get_logger("train")
@@ -46,7 +45,7 @@ class Prepared:
     model: torch.nn.Module
     thinking_ids: list[int]
     truncation: TruncationStats
-    objective: Any                      # the resolved compact.objective.ObjectiveConfig
+    objective: Any                      # the resolved compact.method.objective.ObjectiveConfig
     provenance: dict[str, Any]          # store / world / student paths and hashes
 
 
@@ -127,7 +126,7 @@ def _vec(x) -> list[float]:
 def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
                after_step: Callable[[int], None] | None = None) -> Path:
     """Train ``prep.model`` under accelerator ``acc``; the main process publishes the artifact ``out``."""
-    from ..objective import compact_objective
+    from ..method.objective import compact_objective
 
     main = acc.is_main_process
     rank, n_proc = acc.process_index, acc.num_processes

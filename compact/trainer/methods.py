@@ -11,7 +11,7 @@
     random    alpha ~ Dirichlet(1, ..., 1) per question and step, COMPACT's consistency: does weighting
               per se matter?
 
-All of them go through :func:`compact.objective.compact_objective` and the same loop, so their steps
+All of them go through :func:`compact.method.objective.compact_objective` and the same loop, so their steps
 differ only in the weights and the consistency term.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import dataclasses
 from typing import Sequence
 
 from ..errors import ConfigError
-from ..objective import ObjectiveConfig
+from ..method.objective import ObjectiveConfig
 
 
 def resolve_objective(method: str, objective: ObjectiveConfig, teachers: Sequence[str]) -> ObjectiveConfig:

@@ -3,7 +3,7 @@
 :func:`tiny_tokenizer` builds a word-level tokenizer with the world's chat template and special tokens
 (``<|user|>``, ``<|assistant|>``, ``<|end|>`` eos, ``<|pad|>``); :func:`tiny_student` saves a randomly
 initialised Qwen2 (grouped-query attention, tied embeddings) plus that tokenizer as a Hugging Face folder
-that :func:`compact.train.train` loads like any other student.
+that :func:`compact.trainer.run.train` loads like any other student.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def toy_instances(n: int = 24, *, seed: int = 0, teachers: tuple[str, ...] = ("t
 
 
 def write_instances_jsonl(instances, path: str | Path) -> Path:
-    """Write instances as JSONL (the ``data.instances`` input format of :mod:`compact.train`)."""
+    """Write instances as JSONL (the ``data.instances`` input format of :mod:`compact.trainer.run`)."""
     import dataclasses
     import json
 

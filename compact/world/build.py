@@ -29,14 +29,7 @@ from ..data.records import SPLITS, Example, read_jsonl, write_jsonl
 from ..errors import ArtifactError, ConfigError
 from ..log import get_logger, seed_everything
 from ..paths import configs_dir, resolve
-from ..provenance import (
-    artifact_path,
-    atomic_dir,
-    is_complete,
-    manifest,
-    read_manifest,
-    write_json,
-)
+from ..provenance import artifact_path, atomic_dir, is_complete, manifest, read_manifest, write_json
 from . import tasks as T
 
 log = get_logger("world")
@@ -416,9 +409,7 @@ def _tokenizer_texts(data: dict[str, dict[str, list[Example]]], cfg: WorldConfig
 # CLI
 # ----------------------------------------------------------------------------------------------------
 def add_arguments(parser) -> None:
-    from ..cli import add_common
-
-    add_common(parser)
+    C.add_config_arguments(parser)
     parser.add_argument("--force", action="store_true", help="rebuild even if a complete cached world exists")
 
 

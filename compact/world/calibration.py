@@ -3,7 +3,7 @@
 A world is a scientific instrument only if its base student (1) knows its atomic skills, every
 single-operation fact in the exact ``a op b = c`` form the rationales use, (2) knows the knowledge base
 the OOD tasks rest on, measured as those tasks are scored (log-likelihood of the options; see
-:mod:`compact.loglik`), well above chance on balanced splits, and (3) cannot yet solve the in-distribution
+:mod:`compact.eval.loglik`), well above chance on balanced splits, and (3) cannot yet solve the in-distribution
 tasks when it answers directly, so distillation has reasoning to teach. Each row reports the measured
 value, its chance or majority baseline, the gate and whether it holds.
 """
@@ -42,7 +42,7 @@ GATES: tuple[Gate, ...] = (
 @torch.inference_mode()
 def fact_accuracy(model, tokenizer, max_value: int, *, batch_size: int = 512) -> dict[str, Any]:
     """Greedy completion of every fact's ``a op b =``; correct when the next number is c (then a period)."""
-    from ..evaluation import greedy_generate
+    from ..eval.decode import greedy_generate
     from .student import all_facts
 
     facts = all_facts(max_value)
@@ -68,7 +68,7 @@ def fact_accuracy(model, tokenizer, max_value: int, *, batch_size: int = 512) ->
 
 def probe_accuracy(model, tokenizer, examples: Sequence[Example]) -> dict[str, Any]:
     """Accuracy of the verdicts the student's beliefs imply, with the split's majority baseline."""
-    from ..loglik import probe_beliefs
+    from ..eval.loglik import probe_beliefs
 
     probes = [e.meta["probe"] for e in examples]
     beliefs = probe_beliefs(model, tokenizer, probes)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 # The specification's thinking words and their one-token rule live with the MI proxy that uses them.
-from ..adaptability import THINKING_WORDS, thinking_token_ids  # noqa: F401
+from ..method.adaptability import THINKING_WORDS, thinking_token_ids  # noqa: F401
 
 PAD, USER, ASSISTANT, END = "<|pad|>", "<|user|>", "<|assistant|>", "<|end|>"
 # Qwen2Tokenizer declares <|endoftext|> its unknown token and adds it when missing (growing the vocab

@@ -25,9 +25,9 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .errors import ArtifactError, ConfigError
-from .log import get_logger
-from .paths import resolve
+from ..errors import ArtifactError, ConfigError
+from ..log import get_logger
+from ..paths import resolve
 
 StateDict = dict[str, torch.Tensor]
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

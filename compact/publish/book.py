@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CompactError
-from .log import get_logger
-from .paths import book_dir, repo_root
+from ..errors import CompactError
+from ..log import get_logger
+from ..paths import book_dir, repo_root
 
 log = get_logger("book")
 

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
-from .errors import CompactError
+from ..errors import CompactError
 
 # playwright adds its own headless switch (headless=True); a second "--headless" breaks screenshots
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

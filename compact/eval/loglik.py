@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .data.answers import ANSWER_PREFIX
+from ..data.answers import ANSWER_PREFIX
 
 
 def context_text(tokenizer, query: str) -> str:

@@ -6,7 +6,7 @@ r"""The scoring tool: COMPACT's teacher weights for any multi-teacher rationale 
 Input: the store (via :func:`compact.teachers.view.build_instances`) or a user's json / jsonl / parquet file
 with ``question``, ``rationales`` (list of strings), ``answer`` and optional ``id``, ``teachers``,
 ``answer_type``. Each question's K rationales go through ONE student forward pass (no gradients) and the
-same objective core as training (:func:`compact.objective.objective_from_outputs`), giving per branch the
+same objective core as training (:func:`compact.method.objective.objective_from_outputs`), giving per branch the
 raw scores :math:`M_k, C_k, L_k`, the fused :math:`S_k` and :math:`\alpha_k = \mathrm{softmax}(S/\tau)_k`.
 
 Output (one row per (instance, teacher)): ``weight`` (= alpha), ``alpha``, ``mi``, ``consensus``,
@@ -28,13 +28,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .config import config_hash, load, save_yaml
-from .errors import ArtifactError, ConfigError, DataError
-from .log import get_logger, progress
-from .objective import ObjectiveConfig
-from .paths import artifacts_dir, resolve
-from .provenance import (MANIFEST, atomic_dir, is_complete, manifest, read_manifest, storage_guard, tree_fingerprint,
-                         write_json)
+from ..config import add_config_arguments, config_hash, load, save_yaml
+from ..errors import ArtifactError, ConfigError, DataError
+from ..log import get_logger, progress
+from ..method.objective import ObjectiveConfig
+from ..paths import artifacts_dir, resolve
+from ..provenance import (MANIFEST, atomic_dir, is_complete, manifest, read_manifest, storage_guard,
+    tree_fingerprint, write_json)
 
 log = get_logger("scoring")
 
@@ -52,7 +52,7 @@ class ScoreInput:
     limit: int = 0                   # first N instances (0 = all)
 
     def validate(self) -> None:
-        from .teachers.view import POLICIES
+        from ..teachers.view import POLICIES
 
         if sum(map(bool, (self.store, self.generate, self.path))) != 1:
             raise ValueError("give exactly one of input.store (a rationale store), input.generate (a generate "
@@ -122,8 +122,8 @@ def read_rationale_file(path: str | Path, *, limit: int = 0):
     The rows go through the validator every instance reader shares
     (:func:`compact.teachers.view.read_instance_rows`); ``id``, ``teachers`` and ``answer_type`` are optional.
     """
-    from .data.benchmarks import read_local_rows
-    from .teachers.view import read_instance_rows
+    from ..data.benchmarks import read_local_rows
+    from ..teachers.view import read_instance_rows
 
     p = resolve(path)
     where = str(p)
@@ -143,10 +143,10 @@ def load_input(inp: ScoreInput):
                           "input.path (a json/jsonl/parquet file)")
     if inp.path:
         return read_rationale_file(inp.path, limit=inp.limit)
-    from .teachers.view import build_instances
+    from ..teachers.view import build_instances
 
     if inp.generate:
-        from .teachers.generate import GenerateConfig, generate_store
+        from ..teachers.generate import GenerateConfig, generate_store
 
         store = generate_store(load(GenerateConfig, inp.generate))
     else:
@@ -171,12 +171,12 @@ def _gold_representation(model, gold_ids: torch.Tensor, gold_mask: torch.Tensor)
 @torch.no_grad()
 def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | None = None) -> list[dict[str, Any]]:
     """One row per (instance, teacher): weight/alpha, raw scores, fused score, labels, low-consensus flag."""
-    from .consensus import find_attention_projections
-    from .data.answers import extract_strict, is_correct
-    from .errors import CompactError
-    from .objective import lm_head_weight, objective_from_outputs
-    from .trainer.batching import collate, encode_instances
-    from .world.tokenizer import thinking_token_ids
+    from ..method.consensus import find_attention_projections
+    from ..data.answers import extract_strict, is_correct
+    from ..errors import CompactError
+    from ..method.objective import lm_head_weight, objective_from_outputs
+    from ..inputs.encode import collate, encode_instances
+    from ..world.tokenizer import thinking_token_ids
 
     cfg = cfg or ScoreConfig()
     ocfg = cfg.objective
@@ -209,7 +209,7 @@ def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | No
             res = objective_from_outputs(out.logits, hidden, lm_head_weight(model), proj, batch, ocfg)
             hs = None
             if cfg.hsic:
-                from .hsic import token_answer_hsic
+                from ..method.hsic import token_answer_hsic
 
                 gold = _gold_representation(model, batch.gold_ids, batch.gold_mask)[batch.group]  # (N, H)
                 tok = token_answer_hsic(hidden.float(), gold.float(), batch.attention_mask, normalize=True)  # (N, L)
@@ -293,7 +293,7 @@ def _student(cfg: ScoreConfig) -> tuple[str, str]:
         return cfg.student, cfg.tokenizer or cfg.student
     if not cfg.world:
         raise ConfigError("give student=<HF folder> or world=<world config> (its base student)")
-    from .world.build import WorldConfig, build_world
+    from ..world.build import WorldConfig, build_world
 
     world = build_world(load(WorldConfig, cfg.world))
     tok = cfg.tokenizer or (str(world.student_path) if (world.student_path / "tokenizer_config.json").is_file()
@@ -303,22 +303,22 @@ def _student(cfg: ScoreConfig) -> tuple[str, str]:
 
 def inputs_fingerprint(cfg: ScoreConfig) -> dict[str, Any]:
     """Content hashes of what a score reads besides its config: the rationale file or store, the student."""
-    from .train import model_fingerprint
+    from ..inputs.model import model_fingerprint
 
     inp = cfg.input
     out: dict[str, Any] = {}
     if inp.path:
         out["input"] = tree_fingerprint(resolve(inp.path))
     elif inp.generate:
-        from .teachers.generate import GenerateConfig, store_root
+        from ..teachers.generate import GenerateConfig, store_root
 
         out["input"] = store_root(load(GenerateConfig, inp.generate)).name
     elif inp.store:
-        from .teachers.store import RationaleStore
+        from ..teachers.store import RationaleStore
 
         out["input"] = RationaleStore(resolve(inp.store)).fingerprint([inp.split], inp.teachers or None)
     if cfg.world and not cfg.student:
-        from .world.build import WorldConfig
+        from ..world.build import WorldConfig
 
         out["world"] = config_hash(load(WorldConfig, cfg.world))
     for key in ("student", "tokenizer"):
@@ -360,7 +360,7 @@ def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, 
 
     The result is reused when its manifest records this config and the same input contents.
     """
-    from .evaluation import load_model, load_tokenizer
+    from ..eval.evaluate import load_model, load_tokenizer
 
     fingerprint = inputs_fingerprint(cfg)
     out = score_dir(cfg, fingerprint)
@@ -388,9 +388,7 @@ def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_common
-
-    add_common(parser)
+    add_config_arguments(parser)
     parser.add_argument("--force", action="store_true", help="re-score even when a cached result exists")
 
 

@@ -32,7 +32,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .errors import CompactError
+from ..errors import CompactError
 
 Widening = Literal["element", "head_block"]
 

@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from .config import config_hash, load, to_dict
-from .errors import CompactError, ConfigError
-from .log import get_logger
-from .paths import configs_dir, notebooks_dir, repo_root, resolve
-from .provenance import manifest, write_json
+from ..config import config_hash, load, to_dict
+from ..errors import CompactError, ConfigError
+from ..log import get_logger
+from ..paths import configs_dir, notebooks_dir, repo_root, resolve
+from ..provenance import manifest, write_json
 
 log = get_logger("pipeline")
 REGISTRY = "pipeline.json"
@@ -154,7 +154,7 @@ class Plan:
 
 
 def train_config_for(cfg: PipelineConfig, spec: RunSpec, seed: int):
-    from .train import load_config
+    from ..trainer.run import load_config
 
     over = [*([f"data.world={cfg.world}"] if cfg.world else []), f"data.generate={cfg.generate}",
             *cfg.train_overrides, *spec.overrides, f"seed={seed}", f"name={spec.name}-s{seed}"]
@@ -165,20 +165,20 @@ def train_config_for(cfg: PipelineConfig, spec: RunSpec, seed: int):
 
 def eval_configs_for(cfg: PipelineConfig, model: str) -> list:
     """One EvalConfig per entry of ``cfg.evals`` for ``model`` (their task metrics are merged)."""
-    from .evaluation import EvalConfig
+    from ..eval.evaluate import EvalConfig
 
     world = [f"data.world={cfg.world}"] if cfg.world else []
     return [load(EvalConfig, path, [*world, *cfg.eval_overrides, f"model={model}"]) for path in cfg.evals]
 
 
-# what compact.notebooks.execute does to an executed notebook beyond running it (2: parameter cells tagged for
+# what compact.publish.notebooks.execute does to an executed notebook beyond running it (2: parameter cells tagged for
 # the book); part of every notebook's key, so a change re-executes the published notebooks
 NOTEBOOK_EXECUTOR = 2
 
 
 def make_plan(cfg: PipelineConfig) -> Plan:
-    from .teachers.generate import load_config as load_generate_config
-    from .world.build import WorldConfig
+    from ..teachers.generate import load_config as load_generate_config
+    from ..world.build import WorldConfig
 
     world_cfg = load(WorldConfig, cfg.world) if cfg.world else None
     generate_cfg = load_generate_config(cfg.generate)
@@ -275,16 +275,16 @@ def _init_worker() -> None:
 
 
 def _train_worker(tcfg, force: bool = False) -> str:
-    from .log import setup_logging
-    from .train import train
+    from ..log import setup_logging
+    from ..trainer.run import train
 
     setup_logging("WARNING")
     return str(train(tcfg, force=force))
 
 
 def _eval_worker(ecfgs, force: bool = False) -> tuple[list[str], dict]:
-    from .evaluation import run_eval
-    from .log import setup_logging
+    from ..eval.evaluate import run_eval
+    from ..log import setup_logging
 
     setup_logging("WARNING")
     dirs, metrics = [], {}
@@ -346,7 +346,7 @@ class Runner:
         if self.plan.world_cfg is None:
             return None
         if self._world is None:
-            from .world.build import build_world
+            from ..world.build import build_world
 
             log.info("stage world (%s)", self.plan.keys["world"])
             self._world = self._timed("world", lambda: build_world(self.plan.world_cfg, force=self.force))
@@ -354,7 +354,7 @@ class Runner:
 
     def store(self) -> Path:
         if self._store is None:
-            from .teachers.generate import generate_store
+            from ..teachers.generate import generate_store
 
             self.world()
             log.info("stage rationales (%s)", self.plan.keys["generate"])
@@ -370,8 +370,8 @@ class Runner:
         return {k: Path(v) for k, v in done.items()}
 
     def merge_all(self, run_dirs: dict[str, Path]) -> dict[str, Path]:
-        from .merging import merge_models
-        from .paths import artifacts_dir
+        from ..baselines.merging import merge_models
+        from ..paths import artifacts_dir
 
         out = {}
         for mid, m in self.plan.merges.items():
@@ -400,7 +400,7 @@ def check_calibration(world, *, allow: bool) -> list[str]:
     """The world's failed calibration gates; an error unless ``allow`` (then they are published with it)."""
     if world is None or not (world.path / "calibration.json").is_file():
         return []
-    from .world.calibration import failed_gates
+    from ..world.calibration import failed_gates
 
     failed = failed_gates(json.loads((world.path / "calibration.json").read_text()))
     if failed and not allow:
@@ -428,8 +428,8 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
     # --force re-executes THIS profile's stages in place: each artifact is replaced atomically when its
     # stage re-runs (train/eval with force=True, merges rewritten), nothing of other profiles is touched;
     # temporary folders that killed runs left anywhere under the artifacts root are removed first
-    from .paths import artifacts_dir
-    from .provenance import clean_stale_partials
+    from ..paths import artifacts_dir
+    from ..provenance import clean_stale_partials
 
     clean_stale_partials(artifacts_dir(), recursive=True, max_depth=6)
     if force or stale["results"]:
@@ -484,7 +484,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
                "notebooks_executed": [p.stem for p in todo], "timings_s": runner.timings}
     if book:
         from .book import build as build_book, overview_figure
-        from .paths import book_dir
+        from ..paths import book_dir
 
         overview_figure(book_dir() / "figures" / "overview")
         t_book = time.time()
@@ -506,10 +506,10 @@ def _rel(p: Path | str) -> str:
 # ------------------------------------------------------------------------------------------------ CLI
 def plan_status(plan: Plan) -> list[dict[str, Any]]:
     """One row per stage: what it is, its key, whether its output is cached, and how many items it would run."""
-    from .provenance import is_complete
-    from .teachers.generate import store_root
-    from .train import artifact_dirs
-    from .world.build import world_path
+    from ..provenance import is_complete
+    from ..teachers.generate import store_root
+    from ..trainer.run import artifact_dirs
+    from ..world.build import world_path
 
     reg = read_registry(plan.cfg.results)
     rk = reg.get("keys", {})

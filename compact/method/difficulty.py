@@ -9,7 +9,7 @@ position :math:`e_k`, the labels are the shifted inputs on :math:`t \in [\max(s_
     \qquad T_k = \{t : s_k \le t \le e_k,\ t \ge 1\}
 
 (logits at :math:`t-1` predict the token at :math:`t`). The same :math:`L_k` is the difficulty score
-(detached, see :mod:`compact.fusion`) and branch :math:`k`'s training loss (with gradient).
+(detached, see :mod:`compact.method.fusion`) and branch :math:`k`'s training loss (with gradient).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 r"""The pipeline's results stage: the tables and figures the book shows, from one registry of runs.
 
 Input: the registry the pipeline assembles (runs, merges, their evaluation folders and metrics). Output,
-under ``<results>/``, each with provenance (:mod:`compact.results`):
+under ``<results>/``, each with provenance (:mod:`compact.publish.results`):
 
 * ``main/main_table``: every method, per-task strict accuracy, the in-distribution (ID) and
   out-of-distribution (OOD) averages as mean $\pm$ std over seeds, and a 95% bootstrap interval over
@@ -19,9 +19,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .log import get_logger
-from .paths import resolve
-from .stats import bootstrap_ci, mean_std
+from ..log import get_logger
+from ..paths import resolve
+from ..eval.stats import bootstrap_ci, mean_std
 
 log = get_logger("report")
 
@@ -38,7 +38,7 @@ def _models(registry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _samples(registry: Mapping[str, Any], mid: str) -> list[dict[str, Any]]:
-    from .evaluation import EvalResult
+    from ..eval.evaluate import EvalResult
 
     rows = []
     for d in registry["evals"][mid]["dirs"]:
@@ -138,7 +138,7 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     """Write every table and figure of the results stage under ``results``."""
     import matplotlib.pyplot as plt
 
-    from .analysis import AnalyzeConfig, analyze
+    from ..analysis import AnalyzeConfig, analyze
     from .results import save_figure, write_table
 
     prov = {"pipeline_keys": registry.get("keys", {}), "profile": registry.get("profile")}
@@ -201,9 +201,10 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
 def rationale_lengths(registry: Mapping[str, Any], runner) -> list[dict]:
     """Per teacher: training branches, their token lengths (prompt + rationale, chat-formatted) and how many
     the training max_length would cut (the instrument's second gate: none may be cut)."""
-    from .teachers.view import build_instances
-    from .train import load_config as load_train_config, load_tokenizer
-    from .trainer.batching import encode_question
+    from ..teachers.view import build_instances
+    from ..trainer.run import load_config as load_train_config
+    from ..inputs.model import load_tokenizer
+    from ..inputs.encode import encode_question
 
     first = next(iter(registry.get("runs", {}).values()), None)
     if first is None:
@@ -234,12 +235,13 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
 
     from safetensors.torch import load_file
 
-    from .config import config_hash
-    from .evaluation import evaluate, load_examples
-    from .paths import artifacts_dir
-    from .provenance import atomic_dir, is_complete, manifest
-    from .train import load_config as load_train_config, load_student, load_tokenizer
-    from .trainer.checkpoint import load_trainable_state
+    from ..config import config_hash
+    from ..eval.evaluate import evaluate, load_examples
+    from ..paths import artifacts_dir
+    from ..provenance import atomic_dir, is_complete, manifest
+    from ..trainer.run import load_config as load_train_config
+    from ..inputs.model import load_student, load_tokenizer
+    from ..trainer.checkpoint import load_trainable_state
 
     id_tasks = list(registry["tasks"]["id"])
     models = _models(registry)
@@ -296,7 +298,7 @@ def step_costs(registry: Mapping[str, Any]) -> dict[str, Any]:
             continue
         per["single" if meta.get("method") == "single" else "multi"].append(s["time_s"] / s["steps"])
         if qps is None:
-            from .train import load_config as load_train_config
+            from ..trainer.run import load_config as load_train_config
 
             qps = load_train_config(resolve(meta["path"]) / "config.yaml").optim.questions_per_step
     return {"questions_per_step": qps,
@@ -370,7 +372,7 @@ def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
     """The profile's first evaluation config, restricted to the ID tasks' first ``limit`` questions."""
     import dataclasses
 
-    from .config import from_dict
+    from ..config import from_dict
     from .pipeline import PipelineConfig, eval_configs_for
 
     cfg = from_dict(PipelineConfig, registry["config"])
@@ -400,10 +402,10 @@ def _score_store(registry: Mapping[str, Any], runner, *, limit: int = 150) -> Pa
     """Score the store's dev rationales (every ID task) with the base student, HSIC included, for validation."""
     import json
 
-    from .config import config_hash
-    from .paths import artifacts_dir
-    from .provenance import atomic_dir, is_complete, manifest
-    from .scoring import ScoreConfig, ScoreInput, run_score
+    from ..config import config_hash
+    from ..paths import artifacts_dir
+    from ..provenance import atomic_dir, is_complete, manifest
+    from ..analysis.scoring import ScoreConfig, ScoreInput, run_score
 
     store = runner.store()
     cfgs = [ScoreConfig(student=str(runner.base_model()), world=registry["config"]["world"], hsic=True,

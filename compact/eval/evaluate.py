@@ -25,17 +25,18 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from .config import config_hash, load, save_yaml
-from .data.answers import ANSWER_PREFIX, CHOICE_LETTERS, extract_lenient, extract_strict, is_correct
-from .data.benchmarks import BenchmarkSpec, load_benchmark
-from .data.records import Example, read_jsonl
-from .errors import ArtifactError, ConfigError
-from .log import get_logger, progress
+from ..config import add_config_arguments, config_hash, load, save_yaml
+from ..data.answers import CHOICE_LETTERS, extract_lenient, extract_strict, is_correct
+from .decode import AnswerLineStop, eos_token_ids, format_prompt, greedy_generate
+from ..data.benchmarks import BenchmarkSpec, load_benchmark
+from ..data.records import Example, read_jsonl
+from ..errors import ArtifactError, ConfigError
+from ..log import get_logger, progress
 from .loglik import probe_beliefs
-from .paths import artifacts_dir, resolve
-from .provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
+from ..paths import artifacts_dir, resolve
+from ..provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
 from .stats import bootstrap_ci
-from .world.tasks import probe_verdict
+from ..world.tasks import probe_verdict
 
 log = get_logger("evaluation")
 
@@ -80,7 +81,7 @@ class EvalConfig:
     seed: int = 0
     system_prompt: str = ""          # optional system turn before the question
     # questions that carry knowledge probes (world OOD tasks): "loglik" scores them by the log-likelihood
-    # of their options (compact.loglik; blind to a changed answer style), "generate" by generation + extraction
+    # of their options (compact.eval.loglik; blind to a changed answer style), "generate" by generation + extraction
     probe_scoring: Literal["generate", "loglik"] = "generate"
     # CPU threads while decoding; 0 = auto: 1 for models under 20M parameters (a tiny model's per-op work
     # is too small to pay for thread synchronisation, and with busy cores OpenMP spin-waits made decoding
@@ -212,7 +213,7 @@ def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"
 
 def load_tokenizer(path: str | Path):
     """The tokenizer the trainer uses for the same folder (a plain ``tokenizers`` file keeps its pre-tokenizer)."""
-    from .train import load_tokenizer as train_tokenizer
+    from ..inputs.model import load_tokenizer as train_tokenizer
 
     p = resolve(path)
     if not p.exists():
@@ -230,8 +231,8 @@ def load_examples(data: EvalData) -> list[Example]:
     elif data.source == "jsonl":
         exs = read_jsonl(resolve(data.path))
     else:
-        from .config import load as load_cfg
-        from .world.build import WorldConfig, build_world
+        from ..config import load as load_cfg
+        from ..world.build import WorldConfig, build_world
 
         world = build_world(load_cfg(WorldConfig, data.world))
         tasks = data.tasks or [*world.id_tasks, *world.ood_tasks]
@@ -256,103 +257,6 @@ def load_examples(data: EvalData) -> list[Example]:
 
 # ---------------------------------------------------------------------------------------------------------
 # prompts and decoding
-
-def format_prompt(tokenizer, question: str, system_prompt: str = "") -> str:
-    """The chat-formatted prompt (user turn + generation prompt) the student answers."""
-    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
-        [{"role": "user", "content": question}]
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    raise ConfigError("the tokenizer has no chat template; evaluation formats every question as a chat turn")
-
-
-class _AnswerLineStop:
-    """Per-row check: a complete ``The answer is ...`` line has been generated (newline after it)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        vocab_size = len(tokenizer)
-        # token ids whose text contains a newline: only then can a line have just ended
-        self.newline_ids = {i for i in range(vocab_size) if "\n" in tokenizer.decode([i])}
-        self.prefix = ANSWER_PREFIX.lower()
-
-    def done(self, generated: list[int]) -> bool:
-        text = self.tokenizer.decode(generated, skip_special_tokens=True)
-        complete_lines = text.split("\n")[:-1]
-        return any(self.prefix in line.lower() for line in complete_lines)
-
-
-def _eos_ids(tokenizer, model) -> set[int]:
-    ids = set()
-    for src in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
-        if isinstance(src, int):
-            ids.add(src)
-        elif isinstance(src, (list, tuple)):
-            ids.update(int(i) for i in src)
-    return ids
-
-
-def _cache_argument(model) -> str:
-    """The forward argument that takes the KV cache: ``cache`` in transformers releases that renamed it (they
-    warn on ``past_key_values``), ``past_key_values`` before. A wrapper (PEFT) is asked for its base model."""
-    import inspect
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(type(inner).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _cache_of(out):
-    """The KV cache a forward returned, under either name."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
-
-@torch.inference_mode()
-def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos_ids: set[int],
-                    max_new_tokens: int, stopper: _AnswerLineStop | None = None) -> tuple[list[list[int]], list[str]]:
-    """Greedy decoding of a left-padded batch with a KV cache; returns new tokens (eos excluded) and stop reasons."""
-    device = next(model.parameters()).device
-    B, L = len(prompts), max(len(p) for p in prompts)
-    ids = torch.full((B, L), pad_id, dtype=torch.long)
-    mask = torch.zeros((B, L), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, L - len(p):] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L): left padding must not shift positions
-    cache_arg = _cache_argument(model)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-    cache = _cache_of(out)
-    logits = out.logits[:, -1, :]  # (B, V)
-    next_pos = pos[:, -1:] + 1  # (B, 1)
-    eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
-    generated: list[list[int]] = [[] for _ in range(B)]
-    reasons = ["length"] * B
-    alive = torch.ones(B, dtype=torch.bool, device=device)
-    for step in range(max_new_tokens):
-        tok = logits.argmax(dim=-1)  # (B,)
-        is_eos = torch.isin(tok, eos) & alive
-        tok_list, eos_list, alive_list = tok.tolist(), is_eos.tolist(), alive.tolist()
-        for i in range(B):
-            if not alive_list[i]:
-                continue
-            if eos_list[i]:
-                reasons[i] = "eos"
-                continue
-            generated[i].append(tok_list[i])
-            if stopper is not None and tok_list[i] in stopper.newline_ids and stopper.done(generated[i]):
-                reasons[i] = "answer_line"
-        alive = torch.tensor([r == "length" for r in reasons], dtype=torch.bool, device=device)
-        if not bool(alive.any()) or step == max_new_tokens - 1:
-            break
-        tok = torch.where(alive, tok, torch.full_like(tok, pad_id))
-        mask = torch.cat([mask, alive.long()[:, None]], dim=1)  # (B, L + step + 1)
-        out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
-                    **{cache_arg: cache})
-        cache = _cache_of(out)
-        logits = out.logits[:, -1, :]
-        next_pos = next_pos + 1
-    return generated, reasons
 
 
 def _probe_sample(ex: Example, prompt: str, beliefs: list[int]) -> dict[str, Any]:
@@ -397,10 +301,10 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
     if cfg.sort_by_length:
         order.sort(key=lambda i: (len(encoded[i]), i))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos_ids = _eos_ids(tokenizer, model)
+    eos_ids = eos_token_ids(tokenizer, model)
     if not eos_ids:
         raise ConfigError("evaluate: neither the tokenizer nor the model defines an eos token")
-    stopper = _AnswerLineStop(tokenizer) if cfg.stop_at_answer_line else None
+    stopper = AnswerLineStop(tokenizer) if cfg.stop_at_answer_line else None
     gens: dict[int, tuple[list[int], str]] = {}
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     threads_before = torch.get_num_threads()
@@ -499,9 +403,7 @@ def run_eval(cfg: EvalConfig, *, force: bool = False) -> tuple[EvalResult, Path]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_common
-
-    add_common(parser)
+    add_config_arguments(parser)
     parser.add_argument("--force", action="store_true", help="re-evaluate even when a cached result exists")
 
 

@@ -19,7 +19,7 @@ answer's token ids,
   (:math:`s_k \le t \le e_k`; the jump INTO the first assistant token counts) and divided by their number,
   so appended padding and the prompt change nothing and length is not rewarded.
 
-It is a proxy (not an MI estimator); :mod:`compact.hsic` gives a kernel estimate to validate it against.
+It is a proxy (not an MI estimator); :mod:`compact.method.hsic` gives a kernel estimate to validate it against.
 """
 from __future__ import annotations
 

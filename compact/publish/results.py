@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .config import config_hash, to_dict
-from .errors import DataError
-from .paths import results_dir
-from .provenance import git_commit, hardware, package_versions
+from ..config import config_hash, to_dict
+from ..errors import DataError
+from ..paths import results_dir
+from ..provenance import git_commit, hardware, package_versions
 
 INDEX = "manifest.json"
 _SVG_SALT = "compact"

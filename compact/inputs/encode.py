@@ -169,12 +169,12 @@ def check_tokenizer_fit(questions: Sequence[EncodedQuestion], tokenizer) -> None
 
 
 def collate(questions: Sequence[EncodedQuestion], *, pad_id: int, thinking_ids: Sequence[int]):
-    """Right-pad B questions' branches into one :class:`compact.objective.Batch` (N = sum of K_b rows).
+    """Right-pad B questions' branches into one :class:`compact.method.batch.Batch` (N = sum of K_b rows).
 
     ``answer_span`` is left empty: for answer-span consistency the objective locates each branch's final
-    answer itself (:func:`compact.objective.locate_answer_spans`, the last occurrence of the gold tokens).
+    answer itself (:func:`compact.method.objective.locate_answer_spans`, the last occurrence of the gold tokens).
     """
-    from ..objective import Batch
+    from ..method.batch import Batch
 
     if not questions:
         raise ValueError("collate needs at least one question")

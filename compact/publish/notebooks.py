@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import CompactError
-from .log import get_logger
-from .paths import artifacts_dir, notebooks_dir
+from ..errors import CompactError
+from ..log import get_logger
+from ..paths import artifacts_dir, notebooks_dir
 
 log = get_logger("notebooks")
 KERNEL_NAME = "compact"

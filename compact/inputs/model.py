@@ -1,0 +1,127 @@
+"""The student and its tokenizer: loading (safetensors only unless allowed; LoRA), checks and content hashes."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ArtifactError, CompactError, ConfigError, TrainingError
+from ..method.consensus import find_attention_projections
+from ..provenance import file_sha256
+
+if TYPE_CHECKING:  # annotations only (the trainer stands above this room)
+    from ..trainer.config import TrainConfig
+
+
+def load_tokenizer(path: str | Path, *, revision: str | None = None, trust_remote_code: bool = False):
+    """The student's tokenizer; a plain ``tokenizers`` file keeps its own pre-tokenizer (not the model type's)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    p = Path(path)
+    cfg_file = p / "tokenizer_config.json"
+    if cfg_file.is_file():
+        cls = json.loads(cfg_file.read_text()).get("tokenizer_class")
+        if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            return PreTrainedTokenizerFast.from_pretrained(str(p))
+    try:
+        return AutoTokenizer.from_pretrained(str(path), revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot load the tokenizer of {path}: {exc}") from None
+
+
+def tokenizer_hash(tokenizer) -> str:
+    """A content hash of a tokenizer's vocabulary and chat template (pairs stores with students)."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    blob = json.dumps([vocab, getattr(tokenizer, "chat_template", None)], separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _weights_of(path: Path) -> tuple[bool, bool]:
+    """(has safetensors weights, has pickle weights) of a local model folder."""
+    names = {f.name for f in path.iterdir()} if path.is_dir() else set()
+    safe = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
+    pickle = any(n in ("pytorch_model.bin", "pytorch_model.bin.index.json") or
+                 (n.startswith("pytorch_model-") and n.endswith(".bin")) for n in names)
+    return safe, pickle
+
+
+def resolve_attn_implementation(name: str | None) -> str | None:
+    """``"auto"``: flash-attention 2 on a CUDA machine that has ``flash_attn`` (the released trainer's backend),
+    else transformers' default (sdpa). Backends differ at PAD positions, which reference-mode MI sums over:
+    flash-attention returns zeros there, sdpa lets pad queries attend to the real tokens before them
+    (:func:`compact.method.adaptability.zero_pad_attention` reproduces the flash semantics on any device)."""
+    if name != "auto":
+        return name
+    import importlib.util
+
+    import torch
+
+    return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else None
+
+
+def load_student(cfg: TrainConfig, path: str | Path):
+    """The student model (float32 unless ``model.dtype``), with LoRA adapters when ``model.lora`` is set.
+
+    Weights are read from safetensors; a folder with only pickle weights (``pytorch_model.bin``) is refused
+    unless ``model.allow_pickle`` is set (unpickling a file can run code).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.model.revision:
+        kwargs["revision"] = cfg.model.revision
+    attn = resolve_attn_implementation(cfg.model.attn_implementation)
+    if attn:
+        kwargs["attn_implementation"] = attn
+    local = Path(path)
+    if local.is_dir():
+        safe, pickle = _weights_of(local)
+        if not safe and pickle and not cfg.model.allow_pickle:
+            raise ArtifactError(f"the student {local} has only pickle weights (pytorch_model.bin) and no "
+                                "model.safetensors; loading a pickle can run code: convert it to safetensors or "
+                                "set model.allow_pickle=true")
+        if not safe and not pickle and not (local / "adapter_config.json").is_file():
+            raise ArtifactError(f"the student {local} has no weights (model.safetensors is missing)")
+        kwargs["use_safetensors"] = safe or not cfg.model.allow_pickle
+    elif not cfg.model.allow_pickle:
+        kwargs["use_safetensors"] = True  # a hub id: safetensors only, unless pickle is allowed
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except Exception as exc:  # noqa: BLE001 - OSError, safetensors' and transformers' errors alike: one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ArtifactError(f"cannot load the student {path}: {first}") from None
+    if cfg.model.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lc = cfg.model.lora
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        missing = [t for t in lc.target_modules if t not in present]
+        if missing:
+            raise ConfigError(f"model.lora.target_modules {missing} are not modules of {type(model).__name__}")
+        model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                                 target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
+    return model
+
+
+def check_model(model, objective) -> None:
+    """A clear error when the objective needs the last layer's q/k projections and the model has none."""
+    if objective.weighting == "compact" and objective.use_consensus:
+        try:
+            find_attention_projections(model)
+        except CompactError as exc:
+            raise TrainingError(f"{exc} (config: objective.use_consensus=false)") from None
+
+
+def model_fingerprint(path: Path) -> str:
+    """A content hash of a model folder's own files (weights, config, tokenizer; not sub-folders)."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file() and not f.name.startswith(".") and f.suffix in (".json", ".safetensors", ".bin", ".model",
+                                                                        ".txt", ".py", ".tiktoken"):
+            h.update(f.name.encode() + b"\0" + file_sha256(f).encode() + b"\n")
+    for sub in ("adapter",):
+        if (path / sub).is_dir():
+            h.update(sub.encode() + model_fingerprint(path / sub).encode())
+    return h.hexdigest()[:16]
