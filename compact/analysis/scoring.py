@@ -188,12 +188,7 @@ def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | No
     if not questions:
         raise ConfigError(f"no question fits max_length={cfg.max_length}")
     by_id = {inst.id: inst for inst in instances}
-    try:
-        proj = find_attention_projections(model)
-    except CompactError:
-        if ocfg.use_consensus and ocfg.weighting == "compact":
-            raise
-        proj = None
+    proj = projections_for(model, ocfg)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     thinking = thinking_token_ids(tokenizer)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactError, CompactError, ConfigError, TrainingError
-from ..method.consensus import find_attention_projections
+from ..method.objective import projections_for
 from ..provenance import file_sha256
 
 if TYPE_CHECKING:  # annotations only (the trainer stands above this room)
@@ -107,11 +107,10 @@ def load_student(cfg: TrainConfig, path: str | Path):
 
 def check_model(model, objective) -> None:
     """A clear error when the objective needs the last layer's q/k projections and the model has none."""
-    if objective.weighting == "compact" and objective.use_consensus:
-        try:
-            find_attention_projections(model)
-        except CompactError as exc:
-            raise TrainingError(f"{exc} (config: objective.use_consensus=false)") from None
+    try:
+        projections_for(model, objective)
+    except CompactError as exc:
+        raise TrainingError(f"{exc} (config: objective.use_consensus=false)") from None
 
 
 def model_fingerprint(path: Path) -> str:

@@ -428,6 +428,18 @@ def objective_from_outputs(logits: Tensor, hidden: Tensor, lm_head_weight: Tenso
     return impl(logits, hidden, lm_head_weight, proj, batch, cfg, spans)
 
 
+def projections_for(model: nn.Module, cfg: ObjectiveConfig) -> AttentionProjections | None:
+    """The last attention layer's q/k projections that consensus reads; None (consensus reported as zeros) when the
+    model has none and ``cfg`` does not use consensus. :class:`CompactError` when ``cfg`` needs them and there are none.
+    """
+    try:
+        return find_attention_projections(model)
+    except CompactError:
+        if cfg.use_consensus and cfg.weighting == "compact":
+            raise
+        return None
+
+
 def lm_head_weight(model: nn.Module) -> Tensor:
     """The LM-head (unembedding) weight, through peft/DDP wrappers."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -443,12 +455,7 @@ def lm_head_weight(model: nn.Module) -> Tensor:
 def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:
     """Run the forward pass of ``model`` (an HF causal LM) on ``batch`` (:func:`bucketed_forward`) and evaluate
     the objective."""
-    try:
-        proj = find_attention_projections(model)
-    except CompactError:
-        if cfg.use_consensus and cfg.weighting == "compact":
-            raise
-        proj = None  # documented fallback: consensus not needed, reported as zeros
+    proj = projections_for(model, cfg)
     # rows bucket freely unless the weights read padding (then whole questions: see bucketed_forward)
     by_question = reads_padding(cfg)
     logits, hidden, bucketed = bucketed_forward(model, batch.input_ids, batch.attention_mask, cfg.forward_buckets,
