@@ -17,6 +17,7 @@ import argparse
 import importlib
 import re
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from .errors import CompactError
 from .log import get_logger, setup_logging
@@ -57,7 +58,6 @@ def plain_text(doc: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compact", description=plain_text(__doc__.split("\n\n")[0]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         ver = version("compact")

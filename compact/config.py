@@ -8,7 +8,6 @@ one-line message naming the key. :func:`config_hash` names artifacts by what pro
 from __future__ import annotations
 
 import argparse
-
 import dataclasses
 import hashlib
 import json
@@ -20,7 +19,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from .errors import ConfigError
+from .data.records import decode_utf8
+from .errors import ConfigError, DataError
 from .paths import resolve
 
 T = TypeVar("T")
@@ -154,9 +154,6 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a YAML mapping; a top-level ``base: other.yaml`` (relative to this file) is merged under it."""
-    from .data.records import decode_utf8
-    from .errors import DataError
-
     p = resolve(path).resolve()  # normalised: "a/../b.yaml" and "b.yaml" are one file (cycle detection)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")

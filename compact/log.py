@@ -7,6 +7,10 @@ import random
 import sys
 from typing import Iterable, TypeVar
 
+import numpy as np
+import torch
+from tqdm import tqdm
+
 T = TypeVar("T")
 
 LOGGER_NAME = "compact"
@@ -44,22 +48,18 @@ def quiet() -> bool:
 
 def progress(iterable: Iterable[T] | None = None, **kwargs) -> Iterable[T]:
     """tqdm, disabled when :func:`quiet`."""
+    bar = tqdm
     if quiet():  # plain tqdm: tqdm.auto would probe for ipywidgets inside kernels and warn
-        from tqdm import tqdm
-
         kwargs["disable"] = True
-    else:
-        from tqdm.auto import tqdm
+    else:  # local: importing tqdm.auto probes for ipywidgets, which only a visible bar needs
+        from tqdm.auto import tqdm as bar
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
-    return tqdm(iterable, **kwargs)
+    return bar(iterable, **kwargs)
 
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (CPU determinism; CUDA best effort)."""
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

@@ -40,6 +40,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import torch
+
 from .config import config_hash, to_dict
 from .errors import ArtifactError, CompactError, DataError
 from .paths import artifacts_dir, repo_root
@@ -86,7 +88,6 @@ def hardware() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
     }
     try:
-        import torch
 
         info["torch_threads"] = torch.get_num_threads()
         info["cuda"] = torch.cuda.is_available()

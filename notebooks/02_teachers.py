@@ -40,19 +40,17 @@ task = "arith"  # in-distribution task shown
 seed = 0
 
 # %%
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-
-from compact.workbench import open_workbench
 from compact.teachers.simulated import DEFAULT_POOL
 from compact.teachers.view import build_instances, disagreement
+from compact.workbench import open_workbench
 from compact.world.tokenizer import thinking_token_ids
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
-world, gen_cfg, store, teachers = wb.world, wb.generate_cfg, wb.store, wb.teachers
+world, store, teachers = wb.world, wb.store, wb.teachers
 print("store keys:", store.keys())
 print("teachers:", teachers)
 

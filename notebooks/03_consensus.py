@@ -55,16 +55,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-
-from compact.workbench import open_workbench
 from compact.analysis.validation import auc
 from compact.method.consensus import consensus_scores, find_attention_projections, widen_keys
 from compact.method.difficulty import last_nonpad
-from compact.inputs.encode import collate, encode_instances
+from compact.publish.figures import box_by_correctness
+from compact.workbench import open_workbench
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
-world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
-tok, student = wb.tokenizer, wb.student()
+teachers, student = wb.teachers, wb.student()
 torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
 dev = wb.instances()
 print(f"{len(dev)} dev instances x {len(teachers)} teachers; student: {student.config.num_attention_heads} query "
@@ -83,10 +81,8 @@ proj = find_attention_projections(student)  # the last decoder layer's q_proj / 
 
 def soft_graph(inst):
     """A (K, K) with zeroed diagonal, and C (K,), for one instance (the equations above)."""
-    (q_enc,), _ = encode_instances([inst], tok, teachers=teachers, max_length=max_length)
-    batch = collate([q_enc], pad_id=tok.pad_token_id, thinking_ids=think)
-    out = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
-    h = out.hidden_states[-1]  # (K, L, H), after the final norm
+    batch = wb.batch([inst], max_length=max_length)  # its K branches, right-padded
+    h = wb.forward(batch).hidden  # (K, L, H), after the final norm
     e = h[torch.arange(len(h)), last_nonpad(batch.attention_mask)]  # (K, H): e_k = h[k, last_k]
     q = proj.q_proj(e)  # (K, d_q)
     k = widen_keys(proj.k_proj(e), proj.n_heads, proj.n_kv_heads, "element")  # (K, d_q), repeat_interleave
@@ -156,10 +152,8 @@ plt.show()
 rows = []
 for s in range(0, len(dev), batch_questions):
     chunk = dev[s:s + batch_questions]
-    qs, _ = encode_instances(chunk, tok, teachers=teachers, max_length=max_length)
-    batch = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)  # B questions x K branches = N rows
-    h = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                output_hidden_states=True).hidden_states[-1]  # (N, L, H)
+    batch = wb.batch(chunk, max_length=max_length)  # B questions x K branches = N rows
+    h = wb.forward(batch).hidden  # (N, L, H)
     e = h[torch.arange(len(h)), last_nonpad(batch.attention_mask)]  # (N, H)
     labels = [lab["final_correct"] for inst in chunk for lab in inst.labels]
     names = [t for inst in chunk for t in inst.teachers]
@@ -178,14 +172,8 @@ summary.set_index("widening").round(3)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-data = [ref[ref.correct].consensus, ref[~ref.correct].consensus]
-axes[0].boxplot(data, showfliers=False)
-axes[0].set_xticks([1, 2], ["correct", "wrong"])
-rng = np.random.default_rng(seed)
-for x, d in enumerate(data, start=1):
-    axes[0].scatter(x + rng.uniform(-0.12, 0.12, len(d)), d, s=8, alpha=0.5,
-                    color="tab:green" if x == 1 else "tab:red")
-axes[0].set(ylabel="consensus $C_k$", title="In-degree by correctness (reference widening)")
+box_by_correctness(axes[0], ref.consensus, ref.correct, seed=seed, ylabel="consensus $C_k$",
+                   title="In-degree by correctness (reference widening)")
 by_teacher = ref.groupby("teacher").consensus.mean().reindex(teachers)
 axes[1].bar([t.replace("sim-", "") for t in teachers], by_teacher.values, color="C0")
 axes[1].axhline((len(teachers) - 1) / len(teachers), color="k", ls="--", lw=1)

@@ -47,35 +47,23 @@ max_length = 512
 seed = 0
 
 # %%
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-
-from compact.workbench import open_workbench
-from compact.method.adaptability import OTHER_WEIGHT, THINKING_WEIGHT, mi_proxy
 from compact.analysis.validation import proxy_vs_estimator
+from compact.method.adaptability import OTHER_WEIGHT, THINKING_WEIGHT, mi_proxy
 from compact.method.difficulty import last_nonpad
 from compact.method.hsic import token_answer_hsic
 from compact.method.objective import lm_head_weight
-from compact.inputs.encode import collate, encode_instances
+from compact.workbench import open_workbench
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
-world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
 tok, student = wb.tokenizer, wb.student()
 torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
 W_U = lm_head_weight(student).detach()  # (V, H)
 dev = wb.instances()
-
-
-def forward(instances):
-    """One forward pass over the instances' branches: the batch and the last hidden state (N, L, H)."""
-    qs, _ = encode_instances(instances, tok, teachers=teachers, max_length=max_length)
-    batch = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
-    out = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
-    return batch, out.hidden_states[-1]
 
 
 # %% [markdown]
@@ -83,7 +71,8 @@ def forward(instances):
 
 # %%
 inst = dev[question_index % len(dev)]
-batch, h = forward([inst])  # K branches of one question, right-padded to a common length L
+batch = wb.batch([inst], max_length=max_length)  # K branches of one question, right-padded to a common length L
+h = wb.forward(batch).hidden  # (K, L, H): the last hidden state
 gold = batch.gold_ids[0][batch.gold_mask[0]]  # G: the gold answer's token ids (bare encoding)
 g = (h.float() @ W_U[gold].T).mean(dim=-1)  # (K, L): g_t = mean_j <h_t, W_U[G_j]>
 delta = torch.zeros_like(g)
@@ -123,7 +112,7 @@ axes[1].axvspan(-0.5, start - 0.5, color="0.85", zorder=0)
 if last + 1 < L:
     axes[1].axvspan(last + 0.5, L - 0.5, color="mistyrose", zorder=0)
 axes[1].set(xlabel="position t", ylabel=r"ReLU($\Delta_t$) $w_t$",
-            title=f"What M sums (red: thinking tokens, weight 1.0; blue: 0.1). M = {float(M[k]):.3f}")
+            title=f"What M sums (red: thinking tokens, weight {THINKING_WEIGHT}; blue: {OTHER_WEIGHT}). M = {float(M[k]):.3f}")
 fig.tight_layout()
 plt.show()
 
@@ -138,7 +127,8 @@ plt.show()
 
 # %%
 sub = dev[:n_questions]
-batch, h = forward(sub)
+batch = wb.batch(sub, max_length=max_length)
+h = wb.forward(batch).hidden  # (N, L, H)
 n_rows = len(batch.input_ids)
 gold_repr = []
 for inst in sub:

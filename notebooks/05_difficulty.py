@@ -37,22 +37,19 @@ batch_questions = 8
 seed = 0
 
 # %%
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-
-from compact.workbench import open_workbench
 from compact.analysis.validation import auc
 from compact.method.difficulty import IGNORE_INDEX, branch_loss, shifted_labels
-from compact.inputs.encode import collate, encode_instances
+from compact.publish.figures import box_by_correctness
+from compact.workbench import open_workbench
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
-world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
-tok, student = wb.tokenizer, wb.student()
+teachers, tok = wb.teachers, wb.tokenizer
 torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
 dev = wb.instances()
 
@@ -60,9 +57,8 @@ dev = wb.instances()
 # ## The labels, and the loss by hand
 
 # %%
-qs, _ = encode_instances(dev[:1], tok, teachers=teachers, max_length=max_length)
-batch = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
-z = student(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (K, L, V)
+batch = wb.batch(dev[:1], max_length=max_length)  # one question's K branches
+z = wb.forward(batch, hidden=False).logits  # (K, L, V)
 y = shifted_labels(batch.input_ids, batch.attention_mask, batch.assistant_start)  # (K, L): y[:, t] = x[:, t+1]
 k = 0
 first = int((y[k] != IGNORE_INDEX).nonzero()[0])
@@ -99,10 +95,8 @@ plt.show()
 rows = []
 for s in range(0, len(dev), batch_questions):
     chunk = dev[s:s + batch_questions]
-    qs, _ = encode_instances(chunk, tok, teachers=teachers, max_length=max_length)
-    b = collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
-    losses = branch_loss(student(input_ids=b.input_ids, attention_mask=b.attention_mask).logits,
-                         b.input_ids, b.attention_mask, b.assistant_start)
+    b = wb.batch(chunk, max_length=max_length)
+    losses = branch_loss(wb.forward(b, hidden=False).logits, b.input_ids, b.attention_mask, b.assistant_start)
     n_tok = (shifted_labels(b.input_ids, b.attention_mask, b.assistant_start) != IGNORE_INDEX).sum(1)
     for (inst, kk), loss, n in zip([(i, kk) for i in chunk for kk in range(len(i.teachers))], losses.tolist(),
                                    n_tok.tolist()):
@@ -113,13 +107,7 @@ df = pd.DataFrame(rows)
 df["L z-score"] = df.groupby("id").L.transform(lambda v: (v - v.mean()) / (v.std() + 1e-4))
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 for ax, col in zip(axes[:2], ("L", "L z-score")):
-    data = [df[df.correct][col], df[~df.correct][col]]
-    ax.boxplot(data, showfliers=False)
-    ax.set_xticks([1, 2], ["correct", "wrong"])
-    rng = np.random.default_rng(seed)
-    for x, d in enumerate(data, start=1):
-        ax.scatter(x + rng.uniform(-0.12, 0.12, len(d)), d, s=8, alpha=0.5, color="tab:green" if x == 1 else "tab:red")
-    ax.set(ylabel=col, title=f"{col} by correctness")
+    box_by_correctness(ax, df[col], df.correct, seed=seed, ylabel=col, title=f"{col} by correctness")
 for i, t in enumerate(teachers):
     sub = df[df.teacher == t]
     axes[2].scatter(sub.tokens, sub.L, s=10, label=t, color=f"C{i}")

@@ -55,25 +55,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-
-from compact.workbench import open_workbench
 from compact.method.fusion import fuse
 from compact.method.objective import ObjectiveConfig, compact_objective
-from compact.inputs.encode import collate, encode_instances
+from compact.workbench import open_workbench
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
-world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
-tok, student = wb.tokenizer, wb.student()
+teachers, student = wb.teachers, wb.student()
 torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
 dev = wb.instances()
 # interleave the tasks so that a small n_questions still covers all three
 dev = [x for trio in zip(*[[i for i in dev if i.source == t] for t in ("arith", "variation", "symbolic")])
        for x in trio] or dev
 sub = dev[:n_questions]
-batches = []
-for s in range(0, len(sub), batch_questions):
-    qs, _ = encode_instances(sub[s:s + batch_questions], tok, teachers=teachers, max_length=max_length)
-    batches.append(collate(qs, pad_id=tok.pad_token_id, thinking_ids=think))
+batches = [wb.batch(sub[s:s + batch_questions], max_length=max_length) for s in range(0, len(sub), batch_questions)]
 
 
 def score(cfg: ObjectiveConfig):

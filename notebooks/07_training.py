@@ -49,8 +49,6 @@ seed = 0
 import json
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -59,16 +57,12 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-
-from compact.workbench import open_workbench
 from compact.method.objective import ObjectiveConfig, compact_objective
 from compact.paths import repo_root
-from compact.teachers.view import build_instances
-from compact.inputs.encode import collate, encode_instances
-from compact.world.tokenizer import thinking_token_ids
+from compact.workbench import open_workbench, run_module
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
-world, gen_cfg, store, teachers = wb.world, wb.generate_cfg, wb.store, wb.teachers
+world, teachers = wb.world, wb.teachers
 overrides = [f"data.world={world_config}", f"data.generate={generate_config}", f"optim.max_steps={demo_steps}",
              f"optim.questions_per_step={questions_per_step}", f"optim.micro_batch_questions={micro_batch_questions}",
              f"data.max_length={max_length}", f"data.max_instances={demo_steps * questions_per_step}",
@@ -82,19 +76,13 @@ def free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def train_cli(launcher: list[str], extra: list[str]) -> str:
+def train_cli(extra: list[str], launcher: list[str] | tuple[str, ...] = ()) -> str:
     """Run the trainer's CLI as a subprocess (from the repo root) and return the run directory it prints."""
-    cmd = launcher + ["-m", "compact.trainer", "--config", train_config, "--log-level", "WARNING"]
-    for o in overrides + extra:
-        cmd += ["--set", o]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COMPACT_QUIET": "1"}
+    sets = [a for o in overrides + extra for a in ("--set", o)]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=repo_root(), env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"training failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    run_dir = proc.stdout.strip().splitlines()[-1]
-    shown = " ".join("python" if c == sys.executable else c for c in cmd)
-    print(f"$ {shown}\n  -> {os.path.relpath(run_dir, repo_root())}  ({time.time() - t0:.0f} s)")
+    run_dir = run_module("compact.trainer", "--config", train_config, "--log-level", "WARNING", *sets,
+                         launcher=launcher)[-1]  # the trainer prints its run directory last
+    print(f"  -> {os.path.relpath(run_dir, repo_root())}  ({time.time() - t0:.0f} s)")
     return run_dir
 
 
@@ -106,7 +94,7 @@ def train_cli(launcher: list[str], extra: list[str]) -> str:
 # re-executing this cell reuses the finished run.
 
 # %%
-run_1 = train_cli([sys.executable], ["name=notebook-demo"])
+run_1 = train_cli(["name=notebook-demo"])
 summary = json.loads(open(os.path.join(run_1, "summary.json")).read())
 steps = [json.loads(line) for line in open(os.path.join(run_1, "log.jsonl")) if line.strip()]
 alpha_rows = pd.DataFrame([json.loads(line) for line in open(os.path.join(run_1, "alpha.jsonl")) if line.strip()])
@@ -142,9 +130,8 @@ plt.show()
 # %%
 param_diff = None
 if two_processes:
-    run_2 = train_cli([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                       "--master_port", free_port()],
-                      ["name=notebook-demo", "accelerator.cpu=true"])
+    run_2 = train_cli(["name=notebook-demo", "accelerator.cpu=true"],
+                      launcher=["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port()])
     w1, w2 = load_file(os.path.join(run_1, "model.safetensors")), load_file(os.path.join(run_2, "model.safetensors"))
     base = world.load_student().state_dict()
     param_diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
@@ -167,10 +154,7 @@ import warnings
 
 from accelerate import Accelerator, notebook_launcher
 
-tok = world.tokenizer
-demo = build_instances(store, "arith-train", teachers)[:4]
-qs, _ = encode_instances(demo, tok, teachers=teachers, max_length=max_length)
-demo_batch = collate(qs, pad_id=tok.pad_token_id, thinking_ids=thinking_token_ids(tok))
+demo_batch = wb.batch(wb.instances("arith-train", limit=4), max_length=max_length)  # 4 questions x K branches
 out_dir = tempfile.mkdtemp(prefix="compact-nb07-")
 
 

@@ -41,6 +41,7 @@ generate_config = "configs/generate/smoke.yaml"
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
 from compact.analysis.dynamics import plot_alpha_dynamics
 from compact.paths import resolve

@@ -45,10 +45,9 @@ from IPython.display import SVG, display
 
 from compact.analysis.forgetting import plot_forgetting
 from compact.paths import resolve
-from compact.publish.results import read_index, read_table
+from compact.publish.results import read_table
 
 root = resolve(results)
-index = read_index(root)["artifacts"]
 
 # %% [markdown]
 # ## PCA shift of OOD representations

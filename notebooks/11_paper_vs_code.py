@@ -51,28 +51,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-
-from compact.workbench import open_workbench
-from compact.method.adaptability import mi_proxy
+from compact.method.adaptability import OTHER_WEIGHT, THINKING_WEIGHT, mi_proxy
 from compact.method.consensus import consensus_scores, find_attention_projections, widen_keys
 from compact.method.difficulty import last_nonpad
 from compact.method.fusion import fuse, zscore_per_group
 from compact.method.objective import ObjectiveConfig, compact_objective, lm_head_weight
-from compact.teachers.view import build_instances
-from compact.inputs.encode import collate, encode_instances
+from compact.workbench import open_workbench
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
-world, gen_cfg, store, teachers, think = wb.world, wb.generate_cfg, wb.store, wb.teachers, wb.thinking_ids
-tok, student = wb.tokenizer, wb.student()
+teachers, student = wb.teachers, wb.student()
 torch.set_grad_enabled(False)  # scoring only; set after build_world, whose pretraining needs grad
-dev = build_instances(store, "arith-dev", teachers)
-
-
-def batch_of(instances):
-    qs, _ = encode_instances(instances, tok, teachers=teachers, max_length=max_length)
-    return collate(qs, pad_id=tok.pad_token_id, thinking_ids=think)
-
-
+dev = wb.instances("arith-dev")
 findings = {}
 
 # %% [markdown]
@@ -99,8 +88,8 @@ grown = dataclasses.replace(inst, rationales=[r + " We are done." * extra_senten
                                               for k, r in enumerate(inst.rationales)])
 rows = []
 for name, x in (("as generated", inst), (f"{inst.teachers[k_long]} longer", grown)):
-    b = batch_of([x])
-    h = student(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1]
+    b = wb.batch([x], max_length=max_length)
+    h = wb.forward(b).hidden
     args = (h, W_U, b.gold_ids, b.gold_mask, b.group, b.input_ids, b.attention_mask, b.assistant_start, b.thinking_ids)
     for v in ("reference", "masked_mean"):
         rows += [{"batch": name, "variant": v, "teacher": t, "M": float(m)}
@@ -111,11 +100,12 @@ mi["change"] = mi.iloc[:, 0] - mi.iloc[:, 1]
 findings["MI: max change from padding (reference)"] = float(mi.loc["reference", "change"].abs().max())
 findings["MI: max change from padding (masked_mean)"] = float(mi.loc["masked_mean", "change"].abs().max())
 # where the reference M comes from: the share of sum_t ReLU(Delta_t) w_t outside the assistant tokens
-b = batch_of(dev[:1])
-h = student(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1]
+b = wb.batch(dev[:1], max_length=max_length)
+h = wb.forward(b).hidden
 gold = b.gold_ids[0][b.gold_mask[0]]
 g = (h.float() @ W_U[gold].T).mean(-1)  # (K, L)
-jump = torch.relu(torch.diff(g, dim=1, prepend=g[:, :1])) * torch.where(torch.isin(b.input_ids, b.thinking_ids), 1.0, 0.1)
+w = torch.where(torch.isin(b.input_ids, b.thinking_ids), THINKING_WEIGHT, OTHER_WEIGHT)  # (K, L): w_t
+jump = torch.relu(torch.diff(g, dim=1, prepend=g[:, :1])) * w  # ReLU(Delta_t) w_t, Delta_0 = 0
 pos = torch.arange(g.shape[1]).expand_as(g)
 inside = (pos >= b.assistant_start[:, None]) & (pos <= last_nonpad(b.attention_mask)[:, None])
 outside_share = (jump * ~inside).sum(1) / jump.sum(1)  # (K,)
@@ -139,12 +129,12 @@ import contextlib
 
 from compact.method.adaptability import zero_pad_attention
 
-b = batch_of(dev[:4])
+b = wb.batch(dev[:4], max_length=max_length)
 args = (W_U, b.gold_ids, b.gold_mask, b.group, b.input_ids, b.attention_mask, b.assistant_start, b.thinking_ids)
 backend_rows = {}
 for backend in ("sdpa", "flash-attention 2"):
     with zero_pad_attention(student, b.attention_mask) if backend != "sdpa" else contextlib.nullcontext():
-        h = student(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1]
+        h = wb.forward(b).hidden
     for v in ("reference", "masked_mean"):
         backend_rows[backend, v] = mi_proxy(h, *args, v)
 backend_mi = pd.DataFrame({f"{v}, {bk}": m.tolist() for (bk, v), m in backend_rows.items()})
@@ -174,8 +164,8 @@ print("with n_heads == n_kv_heads both are the identity:",
 # On the student, the two widenings give different consensus scores, hence different weights:
 
 # %% tags=["hide-input"]
-b = batch_of(dev[:8])
-h = student(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states[-1]
+b = wb.batch(dev[:8], max_length=max_length)
+h = wb.forward(b).hidden
 e = h[torch.arange(len(h)), last_nonpad(b.attention_mask)]  # (N, H)
 proj = find_attention_projections(student)
 c_el = consensus_scores(e, proj.q_proj, proj.k_proj, proj.n_heads, proj.n_kv_heads, b.group, "element")
@@ -206,7 +196,7 @@ inst = dev[0]
 longer = dataclasses.replace(inst, question=inst.question + " The weather was nice that day." * 3)
 rows = []
 for name, x in (("original question", inst), ("question + filler", longer)):
-    bx = batch_of([x])
+    bx = wb.batch([x], max_length=max_length)
     for mode in ("sequence", "answer_span"):
         out = compact_objective(student, bx, ObjectiveConfig(consistency=mode, weighting="uniform"))
         rows.append({"question": name, "consistency": mode, "prompt tokens": int(bx.assistant_start[0]),
@@ -226,7 +216,7 @@ cons.round(5)
 # vectorised over questions and pairs, with an analytic backward. Same numbers:
 
 # %%
-b = batch_of(dev[:2])
+b = wb.batch(dev[:2], max_length=max_length)
 times, outs = {}, {}
 with torch.enable_grad():
     for path in ("reference", "fast"):
@@ -286,7 +276,7 @@ print("distinct |z| with K = 2 (3 decimals):", torch.unique(z_m.abs().round(deci
 # invariant to how a batch is split. Scoring 8 questions in one pass, in 4 micro-batches and one by one:
 
 # %%
-b = batch_of(dev[:8])
+b = wb.batch(dev[:8], max_length=max_length)
 full = compact_objective(student, b, ObjectiveConfig())
 rows = []
 for n_micro in (1, 4, 8):

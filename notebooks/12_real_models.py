@@ -48,51 +48,30 @@ seed = 0
 
 # %%
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import warnings
 from pathlib import Path
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
-import datasets
 import pandas as pd
-import transformers
 import yaml
-
-datasets.disable_progress_bars()
-transformers.utils.logging.disable_progress_bar()
 
 from compact.config import load, read_yaml
 from compact.data.benchmarks import BENCHMARKS, BenchmarkSpec, load_benchmark
 from compact.errors import CompactError
 from compact.eval.evaluate import EvalConfig, evaluate
 from compact.log import seed_everything
-from compact.paths import configs_dir, repo_root, resolve
+from compact.paths import configs_dir, resolve
 from compact.teachers.store import RationaleStore
 from compact.teachers.view import build_instances, summarize
 from compact.trainer.config import TrainConfig
 from compact.teachers.tiny import tiny_tokenizer
 from compact.trainer.tiny import tiny_student
+from compact.workbench import quiet_progress_bars, run_module
 
+quiet_progress_bars()  # no widget progress bars in the book
 seed_everything(seed)
 tmp = Path(tempfile.mkdtemp(prefix="compact-nb12-"))  # everything this chapter writes goes here
-
-
-def compact_cli(*args: str, artifacts: Path | None = None) -> list[str]:
-    """Run a ``compact`` entry point (from the repo root) as a subprocess; return its stdout lines."""
-    env = {**os.environ, "COMPACT_QUIET": "1", "OMP_NUM_THREADS": "1"}
-    if artifacts is not None:
-        env["COMPACT_ARTIFACTS"] = str(artifacts)
-    cmd = [sys.executable, "-m", *args]
-    proc = subprocess.run(cmd, cwd=repo_root(), env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    shown = " ".join(a.replace(str(tmp), "$TMP") for a in args)
-    print(f"$ python -m {shown}")
-    return proc.stdout.strip().splitlines()
+TMP = {str(tmp): "$TMP"}  # the commands are printed with the temp dir as $TMP
 
 
 # %% [markdown]
@@ -176,7 +155,8 @@ gen_cfg["teachers"] = [{"name": f"tiny-teacher-{i}", "backend": "hf", "model": s
                                      "seed": seed}} for i, p in enumerate(teacher_paths)]
 gen_cfg["root"] = str(tmp / "store")
 (tmp / "generate.yaml").write_text(yaml.safe_dump(gen_cfg))
-out = compact_cli("compact.cli", "generate", "--config", str(tmp / "generate.yaml"), "--log-level", "WARNING")
+out = run_module("compact.cli", "generate", "--config", str(tmp / "generate.yaml"), "--log-level", "WARNING",
+                 redact=TMP)
 print("\n".join(line.replace(str(tmp), "$TMP") for line in out))
 store_path = gen_cfg["root"]  # the config's `root` names the store folder
 store = RationaleStore(store_path)
@@ -214,12 +194,12 @@ except CompactError as exc:
 
 # %%
 teachers = [t["name"] for t in gen_cfg["teachers"]]
-run_dir = compact_cli("compact.trainer.run", "--config", paper_train, "--log-level", "WARNING",
-                      "--set", f"model.path={student_path}", "--set", "data.generate=null",
-                      "--set", f"data.store={store_path}", "--set", f"data.teachers={json.dumps(teachers)}",
-                      "--set", "data.policy=keep", "--set", "data.max_length=256",
-                      "--set", f"optim.max_steps={train_steps}", "--set", "log.every=1",
-                      artifacts=tmp / "artifacts")[-1]  # the trainer prints its run directory last
+run_dir = run_module("compact.trainer.run", "--config", paper_train, "--log-level", "WARNING",
+                     "--set", f"model.path={student_path}", "--set", "data.generate=null",
+                     "--set", f"data.store={store_path}", "--set", f"data.teachers={json.dumps(teachers)}",
+                     "--set", "data.policy=keep", "--set", "data.max_length=256",
+                     "--set", f"optim.max_steps={train_steps}", "--set", "log.every=1",
+                     env={"COMPACT_ARTIFACTS": str(tmp / "artifacts")}, redact=TMP)[-1]  # the run directory, last
 run = Path(run_dir)
 log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
 print("run files:", sorted(p.name for p in run.iterdir()))

@@ -47,7 +47,7 @@ import json
 import pandas as pd
 
 from compact.paths import resolve
-from compact.publish.pipeline import read_registry
+from compact.publish.plan import read_registry
 from compact.publish.report import plot_curves
 from compact.publish.results import read_table
 from compact.workbench import open_workbench

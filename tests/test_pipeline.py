@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from compact.publish import pipeline as P
+from compact.publish import plan as PLAN
 from compact.errors import ConfigError
 from compact.paths import repo_root
 
@@ -186,7 +187,7 @@ def test_dry_run_reads_as_a_plan_with_estimates(monkeypatch):
     # a registry that recorded every key but one run's eval, and 600 s of evaluation last time
     reg = {"keys": {**plan.keys, "eval": {**plan.keys["eval"], "base": "old"}},
            "timings_s": {"evaluation": {"seconds": 600.0, "items": 4}, "training": {"seconds": 100.0, "items": 2}}}
-    monkeypatch.setattr(P, "read_registry", lambda results: reg)
+    monkeypatch.setattr(PLAN, "read_registry", lambda results: reg)  # plan_status reads the registry in compact.publish.plan
     rows = {r["stage"]: r for r in P.plan_status(plan)}
     n_eval = len(plan.keys["eval"])
     assert rows["evaluation"]["todo"] == 1 and rows["evaluation"]["of"] == n_eval

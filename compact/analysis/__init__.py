@@ -17,9 +17,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import add_config_arguments, load
+from ..config import load as load_cfg
+from ..data.benchmarks import read_local_rows
 from ..errors import ConfigError, DataError
+from ..eval.evaluate import EvalResult, load_model, load_tokenizer
 from ..log import get_logger
 from ..paths import resolve
+from ..publish.results import save_figure, write_table
+from ..world.build import World, WorldConfig, build_world
+from .dynamics import (
+    alpha_windows,
+    curriculum_trend,
+    plot_alpha_dynamics,
+    read_alpha_log,
+)
+from .forgetting import forgetting_table, plot_forgetting
+from .latent import hidden_representations, pca_shift, plot_pca_shift
+from .validation import SCORES, correlation_matrix, proxy_vs_estimator, score_auc_table
 
 log = get_logger("analysis")
 
@@ -27,7 +41,6 @@ log = get_logger("analysis")
 @dataclasses.dataclass
 class AnalyzeConfig:
     """Which analysis to run and on which artifacts."""
-
     analysis: Literal["latent", "validation", "dynamics", "forgetting"] = "latent"
     name: str = ""                  # prefix of the result names ("" = the analysis name)
     # latent
@@ -59,17 +72,12 @@ class AnalyzeConfig:
 
 
 def _world(cfg: AnalyzeConfig):
-    from ..config import load as load_cfg
-    from ..world.build import WorldConfig, build_world
 
     return build_world(load_cfg(WorldConfig, cfg.world))
 
 
 def run_latent(cfg: AnalyzeConfig) -> dict[str, Any]:
     """Representations of OOD questions for base + methods, PCA shift + CKA table, scatter figure."""
-    from ..eval.evaluate import load_model, load_tokenizer
-    from .latent import hidden_representations, pca_shift, plot_pca_shift
-
     if not cfg.models:
         raise ConfigError("analysis=latent needs models.<method>=<HF folder> (one or more)")
     world = _world(cfg)  # the OOD questions come from the world
@@ -97,15 +105,12 @@ def _read_score_rows(path: str) -> list[dict[str, Any]]:
                 break
         else:
             raise DataError("no scores.parquet or scores.jsonl (a `compact score` output folder?)", path=str(p))
-    from ..data.benchmarks import read_local_rows
 
     return read_local_rows(p)
 
 
 def run_validation(cfg: AnalyzeConfig) -> dict[str, Any]:
     """AUC per score for the label, Spearman/Pearson matrices, MI proxy vs HSIC when present."""
-    from .validation import SCORES, correlation_matrix, proxy_vs_estimator, score_auc_table
-
     if not cfg.scores:
         raise ConfigError("analysis=validation needs scores=<`compact score` output>")
     rows = _read_score_rows(cfg.scores)
@@ -125,7 +130,6 @@ def run_validation(cfg: AnalyzeConfig) -> dict[str, Any]:
 
 
 def run_dynamics(cfg: AnalyzeConfig) -> dict[str, Any]:
-    from .dynamics import alpha_windows, curriculum_trend, plot_alpha_dynamics, read_alpha_log
 
     if not cfg.runs:
         raise ConfigError("analysis=dynamics needs runs.<method>=<training run folder>")
@@ -140,8 +144,6 @@ def run_dynamics(cfg: AnalyzeConfig) -> dict[str, Any]:
 
 
 def run_forgetting(cfg: AnalyzeConfig) -> dict[str, Any]:
-    from ..eval.evaluate import EvalResult
-    from .forgetting import forgetting_table, plot_forgetting
 
     if not cfg.base_eval or not cfg.evals:
         raise ConfigError("analysis=forgetting needs base_eval=<eval folder> and evals.<method>=<eval folder>")
@@ -150,7 +152,6 @@ def run_forgetting(cfg: AnalyzeConfig) -> dict[str, Any]:
     if cfg.tasks:
         ood, id_tasks = cfg.tasks, []
     else:
-        from ..world.build import World
 
         ood, id_tasks = list(World.ood_tasks), list(World.id_tasks)
     rows = forgetting_table(before, after, ood_tasks=ood, id_tasks=id_tasks, mode=cfg.mode,
@@ -166,7 +167,6 @@ def analyze(cfg: AnalyzeConfig) -> dict[str, dict[str, Path]]:
     """Run ``cfg.analysis`` and write its tables and figures under ``results/`` with this config as provenance."""
     import matplotlib.pyplot as plt
 
-    from ..publish.results import save_figure, write_table
 
     out = RUNNERS[cfg.analysis](cfg)
     prefix = cfg.name or cfg.analysis

@@ -22,14 +22,13 @@ import numpy as np
 import torch
 
 from ..data.records import Example
+from ..eval.decode import format_prompt
 
 
 @torch.inference_mode()
 def hidden_representations(model, tokenizer, questions: Sequence[str | Example], *,
                            pooling: Literal["mean", "last"] = "mean", batch_size: int = 64) -> np.ndarray:
     """(N, H) float64 representations of chat-formatted questions (last hidden state, mean or last token)."""
-    from ..eval.decode import format_prompt
-
     texts = [q.question if isinstance(q, Example) else str(q) for q in questions]
     enc = [tokenizer(format_prompt(tokenizer, t), add_special_tokens=False)["input_ids"] for t in texts]
     device = next(model.parameters()).device
@@ -66,7 +65,6 @@ def hidden_representations(model, tokenizer, questions: Sequence[str | Example],
 @dataclasses.dataclass
 class PCA:
     """A PCA basis: ``mean`` (H,), ``components`` (k, H) orthonormal rows, ``explained`` variance ratios (k,)."""
-
     mean: np.ndarray
     components: np.ndarray
     explained: np.ndarray

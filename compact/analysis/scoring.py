@@ -29,12 +29,36 @@ import numpy as np
 import torch
 
 from ..config import add_config_arguments, config_hash, load, save_yaml
+from ..data.answers import extract_strict, is_correct
+from ..data.benchmarks import read_local_rows
 from ..errors import ArtifactError, ConfigError, DataError
+from ..eval.evaluate import load_model, load_tokenizer
+from ..inputs.encode import collate, encode_instances
+from ..inputs.model import model_fingerprint
 from ..log import get_logger, progress
-from ..method.objective import ObjectiveConfig
+from ..method.hsic import token_answer_hsic
+from ..method.objective import (
+    ObjectiveConfig,
+    lm_head_weight,
+    objective_from_outputs,
+    projections_for,
+)
 from ..paths import artifacts_dir, resolve
-from ..provenance import (MANIFEST, atomic_dir, is_complete, manifest, read_manifest, storage_guard,
-    tree_fingerprint, write_json)
+from ..provenance import (
+    MANIFEST,
+    atomic_dir,
+    is_complete,
+    manifest,
+    read_manifest,
+    storage_guard,
+    tree_fingerprint,
+    write_json,
+)
+from ..teachers.generate import GenerateConfig, generate_store, store_root
+from ..teachers.store import RationaleStore
+from ..teachers.view import POLICIES, build_instances, read_instance_rows
+from ..world.build import WorldConfig, build_world
+from ..world.tokenizer import thinking_token_ids
 
 log = get_logger("scoring")
 
@@ -42,7 +66,6 @@ log = get_logger("scoring")
 @dataclasses.dataclass
 class ScoreInput:
     """Where the rationales come from: a rationale store (``store`` + ``split``) or a user file (``path``)."""
-
     store: str = ""                  # rationale store folder
     generate: str = ""               # or a generate config: its store (built when missing)
     split: str = "arith-train"       # store key "<dataset>-<split>"
@@ -52,7 +75,6 @@ class ScoreInput:
     limit: int = 0                   # first N instances (0 = all)
 
     def validate(self) -> None:
-        from ..teachers.view import POLICIES
 
         if sum(map(bool, (self.store, self.generate, self.path))) != 1:
             raise ValueError("give exactly one of input.store (a rationale store), input.generate (a generate "
@@ -72,7 +94,6 @@ _DEVICE_RE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 @dataclasses.dataclass
 class ScoreConfig:
     """Score a rationale set with a student."""
-
     student: str = ""                # HF folder; "" = the world's base student (needs world)
     tokenizer: str = ""              # "" = the student's folder (else the world's tokenizer)
     world: str = ""                  # world config, for the default student
@@ -122,9 +143,6 @@ def read_rationale_file(path: str | Path, *, limit: int = 0):
     The rows go through the validator every instance reader shares
     (:func:`compact.teachers.view.read_instance_rows`); ``id``, ``teachers`` and ``answer_type`` are optional.
     """
-    from ..data.benchmarks import read_local_rows
-    from ..teachers.view import read_instance_rows
-
     p = resolve(path)
     where = str(p)
     rows = read_local_rows(p)
@@ -143,10 +161,8 @@ def load_input(inp: ScoreInput):
                           "input.path (a json/jsonl/parquet file)")
     if inp.path:
         return read_rationale_file(inp.path, limit=inp.limit)
-    from ..teachers.view import build_instances
 
     if inp.generate:
-        from ..teachers.generate import GenerateConfig, generate_store
 
         store = generate_store(load(GenerateConfig, inp.generate))
     else:
@@ -171,13 +187,6 @@ def _gold_representation(model, gold_ids: torch.Tensor, gold_mask: torch.Tensor)
 @torch.no_grad()
 def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | None = None) -> list[dict[str, Any]]:
     """One row per (instance, teacher): weight/alpha, raw scores, fused score, labels, low-consensus flag."""
-    from ..method.consensus import find_attention_projections
-    from ..data.answers import extract_strict, is_correct
-    from ..errors import CompactError
-    from ..method.objective import lm_head_weight, objective_from_outputs
-    from ..inputs.encode import collate, encode_instances
-    from ..world.tokenizer import thinking_token_ids
-
     cfg = cfg or ScoreConfig()
     ocfg = cfg.objective
     teachers = list(dict.fromkeys(t for inst in instances for t in inst.teachers))
@@ -204,7 +213,6 @@ def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | No
             res = objective_from_outputs(out.logits, hidden, lm_head_weight(model), proj, batch, ocfg)
             hs = None
             if cfg.hsic:
-                from ..method.hsic import token_answer_hsic
 
                 gold = _gold_representation(model, batch.gold_ids, batch.gold_mask)[batch.group]  # (N, H)
                 tok = token_answer_hsic(hidden.float(), gold.float(), batch.attention_mask, normalize=True)  # (N, L)
@@ -288,7 +296,6 @@ def _student(cfg: ScoreConfig) -> tuple[str, str]:
         return cfg.student, cfg.tokenizer or cfg.student
     if not cfg.world:
         raise ConfigError("give student=<HF folder> or world=<world config> (its base student)")
-    from ..world.build import WorldConfig, build_world
 
     world = build_world(load(WorldConfig, cfg.world))
     tok = cfg.tokenizer or (str(world.student_path) if (world.student_path / "tokenizer_config.json").is_file()
@@ -298,22 +305,17 @@ def _student(cfg: ScoreConfig) -> tuple[str, str]:
 
 def inputs_fingerprint(cfg: ScoreConfig) -> dict[str, Any]:
     """Content hashes of what a score reads besides its config: the rationale file or store, the student."""
-    from ..inputs.model import model_fingerprint
-
     inp = cfg.input
     out: dict[str, Any] = {}
     if inp.path:
         out["input"] = tree_fingerprint(resolve(inp.path))
     elif inp.generate:
-        from ..teachers.generate import GenerateConfig, store_root
 
         out["input"] = store_root(load(GenerateConfig, inp.generate)).name
     elif inp.store:
-        from ..teachers.store import RationaleStore
 
         out["input"] = RationaleStore(resolve(inp.store)).fingerprint([inp.split], inp.teachers or None)
     if cfg.world and not cfg.student:
-        from ..world.build import WorldConfig
 
         out["world"] = config_hash(load(WorldConfig, cfg.world))
     for key in ("student", "tokenizer"):
@@ -355,8 +357,6 @@ def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, 
 
     The result is reused when its manifest records this config and the same input contents.
     """
-    from ..eval.evaluate import load_model, load_tokenizer
-
     fingerprint = inputs_fingerprint(cfg)
     out = score_dir(cfg, fingerprint)
     if _reusable(out, cfg, fingerprint) and not force:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..errors import ArtifactError, ConfigError
 from ..log import get_logger
@@ -37,8 +38,6 @@ log = get_logger("merging")
 
 def load_state_dict(path: str | Path) -> StateDict:
     """The full state dict of an HF model folder (safetensors, single or sharded; PEFT adapters merged)."""
-    from safetensors.torch import load_file
-
     p = resolve(path)
     if (p / "adapter_config.json").is_file() and not (p / "model.safetensors").is_file():
         return _merged_adapter_state(p)
@@ -152,8 +151,6 @@ def ties_merge(base: Mapping[str, torch.Tensor], finetuned: Sequence[Mapping[str
 
 def save_model_folder(state_dict: Mapping[str, torch.Tensor], out_dir: str | Path, like: str | Path) -> Path:
     """Write ``state_dict`` as ``model.safetensors`` into ``out_dir`` with ``like``'s config and tokenizer files."""
-    from safetensors.torch import save_file
-
     like, out = resolve(like), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for f in sorted(like.iterdir()):

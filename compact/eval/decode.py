@@ -1,6 +1,7 @@
 """The one greedy decoder: chat-formatted prompts, left-padded batches, a KV cache, stop at eos or the answer line."""
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import torch
@@ -20,7 +21,6 @@ def format_prompt(tokenizer, question: str, system_prompt: str = "") -> str:
 
 class AnswerLineStop:
     """Per-row check: a complete ``The answer is ...`` line has been generated (newline after it)."""
-
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         vocab_size = len(tokenizer)
@@ -47,8 +47,6 @@ def eos_token_ids(tokenizer, model) -> set[int]:
 def cache_argument(model) -> str:
     """The forward argument that takes the KV cache: ``cache`` in transformers releases that renamed it (they
     warn on ``past_key_values``), ``past_key_values`` before. A wrapper (PEFT) is asked for its base model."""
-    import inspect
-
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     params = inspect.signature(type(inner).forward).parameters
     return "cache" if "cache" in params else "past_key_values"

@@ -20,23 +20,27 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
 
 from ..config import add_config_arguments, config_hash, load, save_yaml
+from ..config import load as load_cfg
 from ..data.answers import CHOICE_LETTERS, extract_lenient, extract_strict, is_correct
-from .decode import AnswerLineStop, eos_token_ids, format_prompt, greedy_generate
 from ..data.benchmarks import BenchmarkSpec, load_benchmark
 from ..data.records import Example, read_jsonl
 from ..errors import ArtifactError, ConfigError
+from ..inputs.model import load_tokenizer as train_tokenizer
 from ..log import get_logger, progress
-from .loglik import probe_beliefs
 from ..paths import artifacts_dir, resolve
 from ..provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
-from .stats import bootstrap_ci
+from ..world.build import WorldConfig, build_world
 from ..world.tasks import probe_verdict
+from .decode import AnswerLineStop, eos_token_ids, format_prompt, greedy_generate
+from .loglik import probe_beliefs
+from .stats import bootstrap_ci
 
 log = get_logger("evaluation")
 
@@ -47,7 +51,6 @@ log = get_logger("evaluation")
 @dataclasses.dataclass
 class EvalData:
     """Which questions: world tasks, a real benchmark (hub id or local file), or a jsonl of Example records."""
-
     source: Literal["world", "benchmark", "jsonl"] = "world"
     world: str = "configs/world/default.yaml"   # world config (source=world)
     tasks: list[str] = dataclasses.field(default_factory=list)  # [] = the world's ID + OOD tasks
@@ -66,7 +69,6 @@ class EvalData:
 @dataclasses.dataclass
 class EvalConfig:
     """One evaluation: a model, a question set, decoding and statistics settings."""
-
     model: str = ""                  # HF model folder (a trained run's model/ folder, or a local model id path)
     tokenizer: str = ""              # "" = the model's folder
     data: EvalData = dataclasses.field(default_factory=EvalData)
@@ -107,7 +109,6 @@ SAMPLE_FIELDS = ("id", "task", "prompt", "generation", "extracted_strict", "extr
 @dataclasses.dataclass
 class EvalResult:
     """Per-sample records (input order) and per-task metrics (``"all"`` pools every sample)."""
-
     samples: list[dict[str, Any]]
     metrics: dict[str, dict[str, Any]]
     seconds: float = 0.0
@@ -213,8 +214,6 @@ def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"
 
 def load_tokenizer(path: str | Path):
     """The tokenizer the trainer uses for the same folder (a plain ``tokenizers`` file keeps its pre-tokenizer)."""
-    from ..inputs.model import load_tokenizer as train_tokenizer
-
     p = resolve(path)
     if not p.exists():
         raise ArtifactError(f"tokenizer not found: {p}")
@@ -231,8 +230,6 @@ def load_examples(data: EvalData) -> list[Example]:
     elif data.source == "jsonl":
         exs = read_jsonl(resolve(data.path))
     else:
-        from ..config import load as load_cfg
-        from ..world.build import WorldConfig, build_world
 
         world = build_world(load_cfg(WorldConfig, data.world))
         tasks = data.tasks or [*world.id_tasks, *world.ood_tasks]
@@ -278,8 +275,6 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
     ``model_or_path`` is a loaded causal LM or an HF folder; ``tokenizer`` a tokenizer, a folder, or None
     (the model's folder). Deterministic: the same model, examples and config give the same samples.
     """
-    import time
-
     cfg = cfg or EvalConfig()
     if isinstance(model_or_path, (str, Path)):
         tokenizer = tokenizer if tokenizer is not None else model_or_path

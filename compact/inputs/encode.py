@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import ArtifactError, DataError
+from ..method.batch import Batch
 
 # More unknown tokens than this in the rationales means the store was written for another tokenizer.
 UNK_FRACTION_LIMIT = 0.05
@@ -29,7 +30,6 @@ UNK_FRACTION_LIMIT = 0.05
 @dataclasses.dataclass
 class EncodedQuestion:
     """One question's branches as token ids (unpadded)."""
-
     id: str
     answer: str
     branches: list[list[int]]        # K sequences: prompt + assistant tokens
@@ -45,7 +45,6 @@ class EncodedQuestion:
 @dataclasses.dataclass
 class TruncationStats:
     """What the max-length policy cut (reported in ``summary.json``)."""
-
     max_length: int
     questions: int = 0
     branches: int = 0
@@ -174,8 +173,6 @@ def collate(questions: Sequence[EncodedQuestion], *, pad_id: int, thinking_ids: 
     ``answer_span`` is left empty: for answer-span consistency the objective locates each branch's final
     answer itself (:func:`compact.method.objective.locate_answer_spans`, the last occurrence of the gold tokens).
     """
-    from ..method.batch import Batch
-
     if not questions:
         raise ValueError("collate needs at least one question")
     rows = [(b, seq, s, t) for b, q in enumerate(questions)

@@ -12,7 +12,8 @@ from ..data.records import iter_jsonl
 from ..errors import ArtifactError, ConfigError, DataError
 from ..paths import resolve
 from ..provenance import read_manifest
-from ..teachers.generate import generate_store, load_config as load_generate
+from ..teachers.generate import generate_store
+from ..teachers.generate import load_config as load_generate
 from ..teachers.view import build_instances, read_instance_rows
 from ..world.build import WorldConfig, build_world
 from .model import tokenizer_hash

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from ..errors import ArtifactError, CompactError, ConfigError, TrainingError
 from ..method.objective import projections_for
@@ -53,9 +56,7 @@ def resolve_attn_implementation(name: str | None) -> str | None:
     (:func:`compact.method.adaptability.zero_pad_attention` reproduces the flash semantics on any device)."""
     if name != "auto":
         return name
-    import importlib.util
 
-    import torch
 
     return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else None
 
@@ -66,7 +67,6 @@ def load_student(cfg: TrainConfig, path: str | Path):
     Weights are read from safetensors; a folder with only pickle weights (``pytorch_model.bin``) is refused
     unless ``model.allow_pickle`` is set (unpickling a file can run code).
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}

@@ -24,7 +24,6 @@ It is a proxy (not an MI estimator); :mod:`compact.method.hsic` gives a kernel e
 from __future__ import annotations
 
 import contextlib
-
 from typing import Iterable, Literal
 
 import torch

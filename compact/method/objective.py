@@ -44,11 +44,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import CompactError
 from .adaptability import mi_proxy
 from .batch import Batch
-from .consensus import AttentionProjections, consensus_scores, find_attention_projections
+from .consensus import (
+    AttentionProjections,
+    consensus_scores,
+    find_attention_projections,
+)
 from .difficulty import IGNORE_INDEX, branch_loss, last_nonpad, shifted_labels
-from ..errors import CompactError
 from .fusion import fuse
 
 

@@ -13,15 +13,30 @@ under ``<results>/``, each with provenance (:mod:`compact.publish.results`):
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from safetensors.torch import load_file
 
-from ..log import get_logger
-from ..paths import resolve
+from ..analysis import AnalyzeConfig, analyze
+from ..analysis.scoring import ScoreConfig, ScoreInput, run_score
+from ..config import config_hash, from_dict
+from ..eval.evaluate import EvalResult, evaluate, load_examples
 from ..eval.stats import bootstrap_ci, mean_std
+from ..inputs.encode import encode_question
+from ..inputs.model import load_student, load_tokenizer
+from ..log import get_logger
+from ..paths import artifacts_dir, resolve
+from ..provenance import atomic_dir, is_complete, manifest
+from ..teachers.view import build_instances
+from ..trainer.checkpoint import load_trainable_state
+from ..trainer.run import load_config as load_train_config
+from .plan import PipelineConfig, eval_configs_for
+from .results import save_figure, write_table
 
 log = get_logger("report")
 
@@ -38,7 +53,6 @@ def _models(registry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _samples(registry: Mapping[str, Any], mid: str) -> list[dict[str, Any]]:
-    from ..eval.evaluate import EvalResult
 
     rows = []
     for d in registry["evals"][mid]["dirs"]:
@@ -138,8 +152,6 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     """Write every table and figure of the results stage under ``results``."""
     import matplotlib.pyplot as plt
 
-    from ..analysis import AnalyzeConfig, analyze
-    from .results import save_figure, write_table
 
     prov = {"pipeline_keys": registry.get("keys", {}), "profile": registry.get("profile")}
     written: dict[str, Any] = {}
@@ -153,7 +165,6 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     # the instrument: the world's calibration table, as the build measured it
     world = runner.world() if runner is not None else None
     if world is not None and (world.path / "calibration.json").is_file():
-        import json
 
         table = json.loads((world.path / "calibration.json").read_text())
         written["calibration/calibration"] = write_table("calibration/calibration", table["rows"], prov, root=results)
@@ -201,11 +212,6 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
 def rationale_lengths(registry: Mapping[str, Any], runner) -> list[dict]:
     """Per teacher: training branches, their token lengths (prompt + rationale, chat-formatted) and how many
     the training max_length would cut (the instrument's second gate: none may be cut)."""
-    from ..teachers.view import build_instances
-    from ..trainer.run import load_config as load_train_config
-    from ..inputs.model import load_tokenizer
-    from ..inputs.encode import encode_question
-
     first = next(iter(registry.get("runs", {}).values()), None)
     if first is None:
         return []
@@ -231,17 +237,8 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
     answer the first ``limit`` test questions of every ID task with the profile's evaluation settings.
     Cached under ``artifacts/curves/`` by the runs' keys, the snapshots and the evaluation config.
     """
-    import json
 
-    from safetensors.torch import load_file
 
-    from ..config import config_hash
-    from ..eval.evaluate import evaluate, load_examples
-    from ..paths import artifacts_dir
-    from ..provenance import atomic_dir, is_complete, manifest
-    from ..trainer.run import load_config as load_train_config
-    from ..inputs.model import load_student, load_tokenizer
-    from ..trainer.checkpoint import load_trainable_state
 
     id_tasks = list(registry["tasks"]["id"])
     models = _models(registry)
@@ -285,8 +282,6 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
 def step_costs(registry: Mapping[str, Any]) -> dict[str, Any]:
     """Measured training cost of this profile's runs: seconds per optimizer step (each run's wall time over
     its steps, as the pipeline's workers ran it), split into multi-teacher and single-teacher runs."""
-    import json
-
     per: dict[str, list[float]] = {"multi": [], "single": []}
     qps = None
     for meta in registry.get("runs", {}).values():
@@ -298,7 +293,6 @@ def step_costs(registry: Mapping[str, Any]) -> dict[str, Any]:
             continue
         per["single" if meta.get("method") == "single" else "multi"].append(s["time_s"] / s["steps"])
         if qps is None:
-            from ..trainer.run import load_config as load_train_config
 
             qps = load_train_config(resolve(meta["path"]) / "config.yaml").optim.questions_per_step
     return {"questions_per_step": qps,
@@ -370,10 +364,7 @@ def sample_sheet(registry: Mapping[str, Any], *, per_task: int = 2, tasks: Seque
 
 def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
     """The profile's first evaluation config, restricted to the ID tasks' first ``limit`` questions."""
-    import dataclasses
 
-    from ..config import from_dict
-    from .pipeline import PipelineConfig, eval_configs_for
 
     cfg = from_dict(PipelineConfig, registry["config"])
     tasks = ",".join(registry["tasks"]["id"])
@@ -400,12 +391,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]]):
 
 def _score_store(registry: Mapping[str, Any], runner, *, limit: int = 150) -> Path | None:
     """Score the store's dev rationales (every ID task) with the base student, HSIC included, for validation."""
-    import json
 
-    from ..config import config_hash
-    from ..paths import artifacts_dir
-    from ..provenance import atomic_dir, is_complete, manifest
-    from ..analysis.scoring import ScoreConfig, ScoreInput, run_score
 
     store = runner.store()
     cfgs = [ScoreConfig(student=str(runner.base_model()), world=registry["config"]["world"], hsic=True,

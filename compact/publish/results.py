@@ -9,6 +9,7 @@ date or software stamp in the metadata, so re-running an unchanged analysis does
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import hashlib
 import io
@@ -98,7 +99,6 @@ def _markdown(columns: Sequence[str], rows: Sequence[dict[str, Any]], digits: in
 
 
 def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-    import csv
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

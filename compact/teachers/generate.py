@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,14 +28,19 @@ from typing import Any, Literal
 
 from .. import config as C
 from ..data.benchmarks import BenchmarkSpec, load_benchmark
-from ..data.records import Example
+from ..data.records import Example, iter_jsonl
 from ..errors import ConfigError, DataError
 from ..log import get_logger
 from ..paths import artifacts_dir, resolve
 from ..provenance import is_complete, read_manifest, storage_guard
+from ..world.build import build_world
+from ..world.build import load_config as load_world_config
 from .base import SamplingParams
+from .hf import HFTeacher
 from .simulated import DEFAULT_POOL, SimulatedProfile, SimulatedTeacher
 from .store import RationaleStore, inputs_fingerprint, row_provenance
+from .view import summarize
+from .vllm_backend import VLLMTeacher
 
 log = get_logger("teachers.generate")
 
@@ -47,7 +53,6 @@ DTYPES = {"hf": ("auto", "float32", "bfloat16", "float16"),
 @dataclass
 class TeacherSpec:
     """One teacher: a backend, a name (the id used everywhere) and how it samples."""
-
     name: str = ""
     backend: Literal["simulated", "hf", "vllm"] = "simulated"
     model: str = ""                       # hf / vllm: hub id or local path
@@ -87,7 +92,6 @@ def default_teachers() -> list[TeacherSpec]:
 @dataclass
 class InputsConfig:
     """The questions: world tasks x splits, real benchmarks, or record files (``compact.data.records``)."""
-
     kind: Literal["world", "benchmark", "records"] = "world"
     world: str = "configs/world/default.yaml"    # world config (built or reused via build_world)
     tasks: list[str] = field(default_factory=lambda: ["arith", "variation", "symbolic"])
@@ -131,8 +135,6 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: list[str] |
 
 def inputs_identity(inputs: InputsConfig) -> dict[str, Any]:
     """What the questions depend on beyond the config text: the world config's hash, local files' hashes."""
-    import hashlib
-
     def file_hash(path: str) -> str:
         p = resolve(path)
         if not p.is_file():
@@ -140,7 +142,6 @@ def inputs_identity(inputs: InputsConfig) -> dict[str, Any]:
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
 
     if inputs.kind == "world":
-        from ..world.build import load_config as load_world_config
 
         return {"world": C.config_hash(load_world_config(inputs.world))}
     if inputs.kind == "records":
@@ -166,8 +167,6 @@ def load_inputs(inputs: InputsConfig) -> dict[str, list[Example]]:
     """Questions per store key (``"<dataset>-<split>"``), in a fixed order."""
     out: dict[str, list[Example]] = {}
     if inputs.kind == "world":
-        from ..world.build import build_world
-        from ..world.build import load_config as load_world_config
 
         world = build_world(load_world_config(inputs.world))
         for task in inputs.tasks:
@@ -190,8 +189,6 @@ def load_inputs(inputs: InputsConfig) -> dict[str, list[Example]]:
 def read_records(path: Path) -> list[Example]:
     """Questions from a records JSONL file; an id that repeats is an error naming both lines (the store keys
     rationales by id: a repeated id would pair one question with another's rationales)."""
-    from ..data.records import iter_jsonl
-
     if not path.is_file():
         raise DataError("records file not found", path=str(path))
     located: list[tuple[str, Example]] = []
@@ -221,12 +218,10 @@ def make_teacher(spec: TeacherSpec):
     if spec.backend == "simulated":
         return SimulatedTeacher(spec.name, spec.profile, paper_name=spec.paper_name, delay_s=spec.delay_s)
     if spec.backend == "hf":
-        from .hf import HFTeacher
 
         return HFTeacher(spec.model, name=spec.name, revision=spec.revision or None, batch_size=spec.batch_size,
                          dtype=spec.dtype, chat_template_fallback=spec.chat_template_fallback)
     if spec.backend == "vllm":
-        from .vllm_backend import VLLMTeacher
 
         return VLLMTeacher(spec.model, name=spec.name, revision=spec.revision or None, dtype=spec.dtype,
                            tensor_parallel_size=spec.tensor_parallel_size,
@@ -312,7 +307,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .view import summarize
 
     cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
     root = generate_store(cfg)

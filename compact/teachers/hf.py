@@ -15,6 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
+
 from ..data.records import Example
 from ..errors import CompactError, ConfigError
 from ..log import get_logger, progress
@@ -26,7 +28,6 @@ log = get_logger("teachers.hf")
 
 class HFTeacher:
     """A ``transformers`` causal LM as a teacher (weights loaded with safetensors, no remote code)."""
-
     backend = "hf"
 
     def __init__(self, model: str | Any, *, name: str | None = None, revision: str | None = None,
@@ -36,7 +37,6 @@ class HFTeacher:
             raise ConfigError(f"chat_template_fallback must be 'error' or 'plain', got {chat_template_fallback!r}")
         if batch_size < 1:
             raise ConfigError("batch_size must be >= 1")
-        import torch
         import transformers
 
         self.model_id = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "in-memory"
@@ -76,7 +76,6 @@ class HFTeacher:
         return render_prompt(self.tokenizer, ex, fallback=self.fallback, teacher=self.name, model_id=self.model_id)
 
     def generate(self, prompts: list[Example], params: SamplingParams) -> list[list[Generation]]:
-        import torch
 
         params.validate()
         sample = params.temperature > 0

@@ -9,6 +9,7 @@ import hashlib
 import json
 
 from ..data.records import Example
+from ..errors import ConfigError
 
 SYSTEM_PROMPT = "You are a careful teacher who solves problems step by step."
 
@@ -42,8 +43,6 @@ def plain_prompt(example: Example) -> str:
 
 def render_prompt(tokenizer, example: Example, *, fallback: str, teacher: str, model_id: str) -> str:
     """The exact prompt string: the tokenizer's chat template, else (``fallback="plain"``) the plain prompt."""
-    from ..errors import ConfigError
-
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages(example), tokenize=False, add_generation_prompt=True)
     if fallback == "plain":

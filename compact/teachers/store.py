@@ -34,7 +34,15 @@ from ..data.answers import extract_strict, is_correct
 from ..data.records import Example, decode_utf8, from_dataset, to_dataset
 from ..errors import ArtifactError, DataError
 from ..log import get_logger
-from ..provenance import atomic_dir, atomic_write_text, is_complete, manifest, read_manifest, write_json
+from ..provenance import (
+    atomic_dir,
+    atomic_write_text,
+    is_complete,
+    manifest,
+    read_manifest,
+    tree_fingerprint,
+    write_json,
+)
 from .base import Generation, SamplingParams, provenance_of
 from .prompts import template_hash
 
@@ -125,7 +133,6 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 class RationaleStore:
     """A store root; generation fills it, :mod:`compact.teachers.view` reads it."""
-
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
@@ -191,7 +198,6 @@ class RationaleStore:
     def fingerprint(self, keys: list[str] | tuple[str, ...], teachers: list[str] | None = None) -> str:
         """A content hash of the stored questions and rationales of ``keys`` (``teachers``, default: all
         stored): what a cache of anything computed from them is keyed by."""
-        from ..provenance import tree_fingerprint
 
         h = hashlib.sha256()
         for key in sorted(keys):

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from .prompts import INSTRUCTIONS, SYSTEM_PROMPT, USER_TEMPLATE
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -22,12 +27,10 @@ def tiny_tokenizer(chat_template: bool = True, vocab_size: int = 0) -> Any:
     template and a few arithmetic sentences, so prompts tokenize about as compactly as with a real
     tokenizer (the generation benchmark uses this: byte-level prompts would make prefill dominate).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size:
-        from .prompts import INSTRUCTIONS, SYSTEM_PROMPT, USER_TEMPLATE
 
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -55,7 +58,6 @@ def tiny_tokenizer(chat_template: bool = True, vocab_size: int = 0) -> Any:
 def tiny_llama(tokenizer: Any, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
                init_range: float = 0.5) -> Any:
     """A randomly initialised Llama sized for CPU tests (about 0.1M parameters at the defaults)."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4,

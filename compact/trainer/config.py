@@ -10,7 +10,9 @@ import dataclasses
 import math
 from typing import Literal, Optional, Sequence
 
+from ..config import to_dict
 from ..method.objective import ObjectiveConfig
+from ..teachers.view import FILTERS, POLICIES
 
 Method = Literal["compact", "uniform", "single", "static", "mcckd", "oracle", "random"]
 Schedule = Literal["constant", "linear", "cosine"]
@@ -39,7 +41,6 @@ def _one_of(key: str, value: str, allowed: Sequence[str]) -> None:
 @dataclasses.dataclass
 class DataConfig:
     """Where the training instances come from and how they are tokenised."""
-
     # A world config (``configs/world/*.yaml``): its student is the default model and its tokenizer hash
     # is checked against the store's.
     world: Optional[str] = None
@@ -59,7 +60,6 @@ class DataConfig:
     max_instances: Optional[int] = None      # first N instances (after the view's order), for smoke runs
 
     def validate(self) -> None:
-        from ..teachers.view import FILTERS, POLICIES
 
         given = [k for k in ("store", "generate", "instances") if getattr(self, k) is not None]
         if len(given) > 1:
@@ -82,7 +82,6 @@ class DataConfig:
 @dataclasses.dataclass
 class LoraConfig:
     """peft LoRA on the listed linear projections (the authors' setting by default)."""
-
     r: int = 16
     alpha: int = 32
     dropout: float = 0.1
@@ -100,7 +99,6 @@ class LoraConfig:
 @dataclasses.dataclass
 class ModelConfig:
     """The student: a local Hugging Face folder or a hub id (empty: the world's student)."""
-
     path: Optional[str] = None
     revision: Optional[str] = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights as loaded; autocast is separate
@@ -121,7 +119,6 @@ class ModelConfig:
 @dataclasses.dataclass
 class OptimConfig:
     """AdamW, the learning-rate schedule and the batch geometry."""
-
     lr: float = 1e-4
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
@@ -193,7 +190,6 @@ class LogConfig:
 @dataclasses.dataclass
 class DebugConfig:
     """Test hooks. They change no numbers: a debug run is named like the run it reproduces."""
-
     step_sleep_s: float = 0.0                # slow each step down (kill-and-resume tests)
     nan_at_step: Optional[int] = None        # inject a NaN loss at this optimizer step (1-based)
 
@@ -206,7 +202,6 @@ class DebugConfig:
 @dataclasses.dataclass
 class TrainConfig:
     """One training run: data, model, method + objective, optimiser, checkpoints, seed."""
-
     name: str = "run"
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -241,7 +236,6 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The config as it names the artifact: debug hooks are left out (they do not change results)."""
-        from ..config import to_dict
 
         d = to_dict(self)
         d.pop("debug", None)

@@ -25,11 +25,26 @@ from safetensors.torch import save_file
 
 from ..config import save_yaml, to_dict
 from ..errors import ArtifactError, ConfigError, TrainingError
-from ..log import get_logger, progress, seed_everything
-from ..provenance import append_jsonl, artifact_path, atomic_dir, manifest, read_jsonl_tail, rewrite_jsonl, write_json
 from ..inputs.encode import EncodedQuestion, TruncationStats, collate
-from .checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, rng_state, save_checkpoint,
-    trainable_state)
+from ..log import get_logger, progress, seed_everything
+from ..method.objective import compact_objective
+from ..provenance import (
+    append_jsonl,
+    artifact_path,
+    atomic_dir,
+    manifest,
+    read_jsonl_tail,
+    rewrite_jsonl,
+    write_json,
+)
+from .checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    trainable_state,
+)
 from .config import TrainConfig
 
 log = get_logger("train")
@@ -38,7 +53,6 @@ log = get_logger("train")
 @dataclasses.dataclass
 class Prepared:
     """Everything the loop needs besides the config: encoded data, teachers, tokenizer, model."""
-
     questions: list[EncodedQuestion]
     teachers: list[str]
     tokenizer: Any
@@ -75,8 +89,11 @@ def make_accelerator(cfg: TrainConfig, work: Path):
 
 def make_schedule(optimizer, cfg: TrainConfig, total_steps: int):
     """constant / linear / cosine learning rate, each with linear warmup (transformers' schedules)."""
-    from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
-                              get_linear_schedule_with_warmup)
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
 
     w = cfg.optim.warmup_steps
     if cfg.optim.schedule == "constant":
@@ -126,8 +143,6 @@ def _vec(x) -> list[float]:
 def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
                after_step: Callable[[int], None] | None = None) -> Path:
     """Train ``prep.model`` under accelerator ``acc``; the main process publishes the artifact ``out``."""
-    from ..method.objective import compact_objective
-
     main = acc.is_main_process
     rank, n_proc = acc.process_index, acc.num_processes
     q_step = cfg.optim.questions_per_step

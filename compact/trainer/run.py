@@ -31,12 +31,29 @@ from typing import Any, Sequence
 
 from ..config import add_config_arguments, config_hash, load
 from ..errors import ArtifactError, CompactError, ConfigError
+from ..inputs.encode import encode_instances
+from ..inputs.instances import (
+    check_store_tokenizer,
+    instances_hash,
+    load_instances,
+    world_for,
+)
+from ..inputs.model import (
+    check_model,
+    load_student,
+    load_tokenizer,
+    model_fingerprint,
+    tokenizer_hash,
+)
 from ..log import get_logger, seed_everything, setup_logging
 from ..paths import resolve
 from ..provenance import file_lock, is_complete, storage_guard, tree_fingerprint
-from ..inputs.encode import encode_instances
-from ..inputs.instances import check_store_tokenizer, instances_hash, load_instances, world_for
-from ..inputs.model import check_model, load_student, load_tokenizer, model_fingerprint, tokenizer_hash
+from ..teachers.generate import load_config as load_generate
+from ..teachers.generate import store_root
+from ..teachers.store import RationaleStore
+from ..teachers.view import check_instances
+from ..world.build import WorldConfig
+from ..world.tokenizer import thinking_token_ids
 from .config import TrainConfig
 from .loop import Prepared, make_accelerator, run_dirs, train_loop
 from .methods import oracle_keep, resolve_objective, single_teacher
@@ -53,14 +70,11 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
 
 def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prepared:
     """Instances, tokenizer, encoded questions and the student for ``cfg`` (main process builds inputs first)."""
-    from ..world.tokenizer import thinking_token_ids
-
     info: dict[str, Any] = {}
     with acc.main_process_first():
         if instances is None:
             instances, info = load_instances(cfg)
         else:
-            from ..teachers.view import check_instances
 
             instances = check_instances(instances, path="the instances given to train()")
             if cfg.data.max_instances is not None:
@@ -115,8 +129,6 @@ def inputs_fingerprint(cfg: TrainConfig, instances: Sequence | None = None) -> d
     ``data.generate``: the store's key (the generate config and its inputs' contents, as the store is
     named); ``data.world``: the resolved world config; ``model.path`` (a local folder): its files.
     """
-    from ..config import config_hash
-
     d = cfg.data
     out: dict[str, Any] = {}
     if instances is not None:
@@ -124,15 +136,12 @@ def inputs_fingerprint(cfg: TrainConfig, instances: Sequence | None = None) -> d
     elif d.instances is not None:
         out["instances"] = tree_fingerprint(resolve(d.instances))
     elif d.generate is not None:
-        from ..teachers.generate import load_config as load_generate, store_root
 
         out["store"] = store_root(load_generate(d.generate)).name
     elif d.store is not None:
-        from ..teachers.store import RationaleStore
 
         out["store"] = RationaleStore(resolve(d.store)).fingerprint(d.split, d.teachers or None)
     if d.world is not None:
-        from ..world.build import WorldConfig
 
         out["world"] = config_hash(load(WorldConfig, d.world))
     if cfg.model.path is not None and resolve(cfg.model.path).is_dir():
@@ -180,7 +189,6 @@ def train(cfg: TrainConfig, *, force: bool = False, root: Path | None = None,
 
 class _Named:
     """A config stand-in for naming: the config's identity plus the content hashes of its inputs."""
-
     def __init__(self, cfg: TrainConfig, inputs: dict[str, Any]):
         self.name = cfg.name
         self._identity = {**cfg.identity(), "inputs": inputs}

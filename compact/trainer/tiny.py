@@ -7,7 +7,15 @@ that :func:`compact.trainer.run.train` loads like any other student.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import random
 from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+from ..teachers.view import Instance
 
 # The world's chat format: user turn, assistant turn, each closed by <|end|> (also the eos token).
 CHAT_TEMPLATE = (
@@ -31,7 +39,6 @@ PUNCT = list(".,?!:;+-*/=()'\"$%")
 
 def tiny_tokenizer(extra_words: list[str] | tuple[str, ...] = ()):
     """A word-level ``PreTrainedTokenizerFast`` (digits and punctuation split) with the chat template."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab: dict[str, int] = {}
@@ -63,7 +70,6 @@ def tiny_qwen2_config(vocab_size: int, *, hidden: int = 64, layers: int = 2, hea
 
 def tiny_student(path: str | Path, *, seed: int = 0, tokenizer=None, **config_kwargs) -> Path:
     """Save a random tiny Qwen2 + tokenizer (safetensors) to ``path`` and return it."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     tok = tokenizer if tokenizer is not None else tiny_tokenizer()
@@ -79,9 +85,7 @@ def tiny_student(path: str | Path, *, seed: int = 0, tokenizer=None, **config_kw
 
 def toy_instances(n: int = 24, *, seed: int = 0, teachers: tuple[str, ...] = ("t0", "t1", "t2")) -> list:
     """``n`` hand-made addition questions with one rationale per teacher (the last teacher is often wrong)."""
-    import random
 
-    from ..teachers.view import Instance
 
     rng = random.Random(seed)
     styles = [
@@ -101,9 +105,6 @@ def toy_instances(n: int = 24, *, seed: int = 0, teachers: tuple[str, ...] = ("t
 
 def write_instances_jsonl(instances, path: str | Path) -> Path:
     """Write instances as JSONL (the ``data.instances`` input format of :mod:`compact.trainer.run`)."""
-    import dataclasses
-    import json
-
     path = Path(path)
     with path.open("w") as fh:
         for inst in instances:

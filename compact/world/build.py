@@ -19,18 +19,38 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .. import config as C
 from ..data.records import SPLITS, Example, read_jsonl, write_jsonl
 from ..errors import ArtifactError, ConfigError
 from ..log import get_logger, seed_everything
 from ..paths import configs_dir, resolve
-from ..provenance import artifact_path, atomic_dir, is_complete, manifest, read_manifest, write_json
+from ..provenance import (
+    artifact_path,
+    atomic_dir,
+    is_complete,
+    manifest,
+    read_manifest,
+    write_json,
+)
+from . import student as S
 from . import tasks as T
+from .calibration import calibrate, failed_gates, markdown
+from .student import arith_fact
+from .tokenizer import (
+    THINKING_WORDS,
+    missing_thinking_words,
+    thinking_token_ids,
+    train_tokenizer,
+)
 
 log = get_logger("world")
 
@@ -67,7 +87,6 @@ def _ood_sizes() -> SplitSizes:
 @dataclass
 class TasksConfig:
     """Split sizes per task and the arithmetic range of the in-distribution tasks."""
-
     arith: SplitSizes = field(default_factory=_id_sizes)
     variation: SplitSizes = field(default_factory=_id_sizes)
     symbolic: SplitSizes = field(default_factory=_id_sizes)
@@ -103,7 +122,6 @@ class TokenizerConfig:
 @dataclass
 class CorpusConfig:
     """What the base corpus holds (document counts); see :func:`compact.world.student.base_corpus`."""
-
     stories: int = 1500  # word-problem stories without questions (the world's language)
     arith_docs: int = 0  # documents of randomly drawn single-operation facts (superseded by fact_sweeps)
     facts_per_doc: int = 8  # sentences per arithmetic / knowledge-base document
@@ -127,7 +145,6 @@ class CorpusConfig:
 @dataclass
 class StudentConfig:
     """Architecture (Qwen2, GQA, tied embeddings) and pretraining of the base student."""
-
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -183,7 +200,6 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG, overrides: list[str] |
 # ----------------------------------------------------------------------------------------------------
 class World:
     """A built world on disk: records, tokenizer, base student."""
-
     id_tasks: tuple[str, ...] = T.ID_TASKS
     ood_tasks: tuple[str, ...] = T.OOD_TASKS
 
@@ -238,7 +254,6 @@ class World:
 
     def load_student(self, dtype=None):
         """The base student in eval mode (float32 unless ``dtype`` says otherwise)."""
-        import torch
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(str(self.student_path), dtype=dtype or torch.float32)
@@ -298,10 +313,7 @@ def build_world(cfg: WorldConfig, force: bool = False, root: Path | None = None)
 
 
 def _build_into(out: Path, cfg: WorldConfig) -> dict[str, Any]:
-    import torch
 
-    from . import student as S
-    from .tokenizer import missing_thinking_words, thinking_token_ids, train_tokenizer
 
     seed_everything(cfg.seed)
     summary: dict[str, Any] = {}
@@ -368,7 +380,6 @@ def _build_into(out: Path, cfg: WorldConfig) -> dict[str, Any]:
         timings["base_eval"] = time.perf_counter() - t0
     # 5. the calibration table (worlds whose OOD questions carry knowledge probes)
     if cfg.tasks.knowledge_probes:
-        from .calibration import calibrate, failed_gates, markdown
 
         t0 = time.perf_counter()
         table = calibrate(model, tok, data, cfg.tasks.max_value)
@@ -385,8 +396,6 @@ def _build_into(out: Path, cfg: WorldConfig) -> dict[str, Any]:
 
 def _tokenizer_texts(data: dict[str, dict[str, list[Example]]], cfg: WorldConfig):
     """Text the BPE is trained on: train questions, facts, answers, and rationale-like phrasing."""
-    from .tokenizer import THINKING_WORDS
-
     rng = random.Random(T.task_seed(cfg.seed, "tokenizer", "tokenizer"))
     for splits in data.values():
         for e in splits["train"]:
@@ -399,7 +408,6 @@ def _tokenizer_texts(data: dict[str, dict[str, list[Example]]], cfg: WorldConfig
             for fact in e.meta.get("facts", []):
                 yield f"{rng.choice(THINKING_WORDS)}, {fact[0].lower()}{fact[1:]}"
     yield from T.kb_facts()
-    from .student import arith_fact
 
     for _ in range(500):
         yield arith_fact(rng, cfg.tasks.max_value)
@@ -414,8 +422,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import signal
-    import sys
 
     # a killed build must not leave its temporary directory behind: SIGTERM unwinds like Ctrl-C
     if hasattr(signal, "SIGTERM"):

@@ -16,8 +16,12 @@ from typing import Any
 
 import torch
 
+from ..data.answers import extract_strict, is_correct
 from ..data.records import Example
+from ..eval.decode import greedy_generate
+from ..eval.loglik import probe_beliefs
 from . import tasks as T
+from .student import all_facts, generate
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,6 @@ GATES: tuple[Gate, ...] = (
 @torch.inference_mode()
 def fact_accuracy(model, tokenizer, max_value: int, *, batch_size: int = 512) -> dict[str, Any]:
     """Greedy completion of every fact's ``a op b =``; correct when the next number is c (then a period)."""
-    from ..eval.decode import greedy_generate
-    from .student import all_facts
-
     facts = all_facts(max_value)
     prompts = [tokenizer(f"{a} {op} {b} =", add_special_tokens=False)["input_ids"] for a, op, b, _ in facts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -68,8 +69,6 @@ def fact_accuracy(model, tokenizer, max_value: int, *, batch_size: int = 512) ->
 
 def probe_accuracy(model, tokenizer, examples: Sequence[Example]) -> dict[str, Any]:
     """Accuracy of the verdicts the student's beliefs imply, with the split's majority baseline."""
-    from ..eval.loglik import probe_beliefs
-
     probes = [e.meta["probe"] for e in examples]
     beliefs = probe_beliefs(model, tokenizer, probes)
     right = 0
@@ -87,9 +86,6 @@ def probe_accuracy(model, tokenizer, examples: Sequence[Example]) -> dict[str, A
 def calibrate(model, tokenizer, data: dict[str, dict[str, list[Example]]], max_value: int, *,
               split: str = "test", id_max_new_tokens: int = 32) -> dict[str, Any]:
     """The calibration table of a built world's base student (``data``: task -> split -> records)."""
-    from ..data.answers import extract_strict, is_correct
-    from .student import generate
-
     model.eval()
     facts = fact_accuracy(model, tokenizer, max_value)
     ood = {t: probe_accuracy(model, tokenizer, data[t][split]) for t in T.OOD_TASKS}

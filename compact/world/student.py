@@ -9,6 +9,7 @@ knowledge the student can forget.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -17,6 +18,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
+from ..errors import TrainingError
 from ..log import get_logger, progress
 from . import tasks as T
 
@@ -30,7 +34,6 @@ ANSWER_LINE = "The answer is {}."
 
 def build_model(scfg, tokenizer, seed: int) -> PreTrainedModel:
     """A freshly initialised Qwen2 (q/k/v biases, grouped-query attention, tied embeddings)."""
-    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(
@@ -198,8 +201,6 @@ def single_step_questions(n: int, tcfg, seed: int, exclude: set[str]) -> list[tu
     on them as ``a op b = c.`` and answer. Chaining two to four such steps, carrying results from one to
     the next, is what the base student has not learned (the ID tasks need 2-4).
     """
-    import dataclasses
-
     one = dataclasses.replace(tcfg, min_steps=1, max_steps=1)
     rows = fresh_rows(T.ID_TASKS, n, "corpus-single-step", seed, one, exclude,
                       accept=lambda row: len(row[2].get("steps", [])) == 1)
@@ -273,16 +274,12 @@ def _lr_at(step: int, total: int, peak: float, warmup: int, min_frac: float) -> 
 
 def pretrain(model, blocks: list[list[int]], scfg, tokenizer, seed: int, log_path: Path | None = None) -> dict:
     """Next-token pretraining on the packed blocks; returns the loss log summary."""
-    import torch
-
     with torch.enable_grad():  # callers (notebooks) may have turned grad off globally
         return _pretrain(model, blocks, scfg, tokenizer, seed, log_path)
 
 
 def _pretrain(model, blocks, scfg, tokenizer, seed, log_path):
-    import torch
 
-    from ..errors import TrainingError
 
     torch.manual_seed(seed)
     pad = tokenizer.pad_token_id
@@ -351,8 +348,6 @@ def _pretrain(model, blocks, scfg, tokenizer, seed, log_path):
 def generate(model, tokenizer, questions: Sequence[str], *, max_new_tokens: int = 32,
              batch_size: int = 64) -> list[str]:
     """Greedy answers to chat-formatted ``questions`` (left-padded batches, stop at the eos token)."""
-    import torch
-
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
                                            tokenize=False) for q in questions]
     out: list[str] = []

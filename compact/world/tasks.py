@@ -19,6 +19,7 @@ drawn from one stream and de-duplicated by question text, so train, dev and test
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,7 +78,6 @@ def _apply(op: str, a: int, b: int) -> int:
 @dataclass
 class Story:
     """A word problem before rendering: sentences (each tagged with its actor), question and steps."""
-
     sentences: list[tuple[str, str]]  # (actor name, sentence with {actor} placeholder for the subject)
     question: str
     steps: list[_Step]
@@ -589,8 +589,6 @@ ANSWER_TYPE = {"arith": "number", "variation": "number", "symbolic": "number", "
 
 def task_seed(seed: int, task: str, stream: str = "tasks") -> int:
     """A per-task, per-purpose integer seed (stable across Python runs: no ``hash()``)."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(f"{seed}:{stream}:{task}".encode()).digest()[:8], "big")
 
 

@@ -19,6 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
+
 # The specification's thinking words and their one-token rule live with the MI proxy that uses them.
 from ..method.adaptability import THINKING_WORDS, thinking_token_ids  # noqa: F401
 
@@ -55,15 +65,6 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int
     Every single-word thinking word is appended ``thinking_repeats`` times, bare and after a space, so
     its merges are among the most frequent and it ends up one token both ways (checked by the caller).
     """
-    from tokenizers import (
-        Regex,
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        trainers,
-    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))

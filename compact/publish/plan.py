@@ -1,0 +1,308 @@
+"""The pipeline as data: a profile's config, the plan of keyed work items, the registry and staleness."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from ..config import config_hash, load, to_dict
+from ..errors import CompactError, ConfigError
+from ..eval.evaluate import EvalConfig
+from ..paths import (
+    configs_dir,
+    notebooks_dir,
+    repo_root,
+    resolve,
+)
+from ..provenance import is_complete
+from ..teachers.generate import load_config as load_generate_config
+from ..teachers.generate import store_root
+from ..trainer.run import artifact_dirs, load_config
+from ..world.build import WorldConfig, world_path
+from .notebooks import notebook_sources
+
+REGISTRY = "pipeline.json"
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One training configuration of the grid, run once per seed."""
+    name: str
+    config: str                                   # a configs/train/*.yaml
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    group: Literal["main", "baseline", "variant", "ablation"] = "main"
+    label: str = ""                               # display name in tables ("" = name)
+
+
+@dataclasses.dataclass
+class MergeSpec:
+    """A post-hoc merge of trained runs (seed-matched): Direct Avg. or TIES."""
+    name: str
+    runs: list[str]                               # RunSpec names
+    method: Literal["average", "ties"] = "average"
+    density: float = 0.2
+    lam: float = 1.0
+    group: Literal["baseline", "variant"] = "baseline"
+    label: str = ""
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    profile: str = "default"
+    world: str = "configs/world/default.yaml"
+    generate: str = "configs/generate/world.yaml"
+    # world: "" for real models (the paper profile): then base_model is the undistilled student
+    base_model: str = ""
+    evals: list[str] = dataclasses.field(default_factory=lambda: ["configs/eval/world.yaml"])
+    id_tasks: list[str] = dataclasses.field(default_factory=lambda: ["arith", "variation", "symbolic"])
+    ood_tasks: list[str] = dataclasses.field(default_factory=lambda: ["mcq", "yesno"])
+    eval_overrides: list[str] = dataclasses.field(default_factory=list)
+    train_overrides: list[str] = dataclasses.field(default_factory=list)  # applied to every run
+    runs: list[RunSpec] = dataclasses.field(default_factory=list)
+    merges: list[MergeSpec] = dataclasses.field(default_factory=list)
+    results: str = "results"                      # where tables, figures, executed notebooks go
+    html: str = "_build/html"                     # the built book
+    notebooks: list[str] = dataclasses.field(default_factory=list)  # [] = every notebooks/NN_*.py
+    notebook_parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    notebook_timeout: int = 1800
+    workers: int = 2
+    validation_limit: int = 100                   # dev questions per ID task scored for metric validation
+    latent_limit: int = 200                       # OOD questions per task for the PCA shift
+    # learning curves: these runs (first seed) keep their parameters after each of curve_steps, and each
+    # snapshot is scored on the first curve_limit test questions of every ID task
+    curves: list[str] = dataclasses.field(default_factory=list)
+    curve_steps: list[int] = dataclasses.field(default_factory=list)
+    curve_limit: int = 100
+    # publish results from a world whose calibration gates fail (the smoke world: seconds of pretraining)
+    allow_uncalibrated: bool = False
+
+    def validate(self) -> None:
+        names = [r.name for r in self.runs] + [m.name for m in self.merges]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate run/merge names: {sorted(dup)}")
+        known = {r.name for r in self.runs}
+        for m in self.merges:
+            missing = [r for r in m.runs if r not in known]
+            if missing:
+                raise ValueError(f"merge {m.name!r} names unknown runs {missing}")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if not self.world and not self.base_model:
+            raise ValueError("give `world` (embedded world) or `base_model` (real student)")
+        if not self.evals:
+            raise ValueError("`evals` must name at least one eval config")
+        unknown = [c for c in self.curves if c not in known]
+        if unknown:
+            raise ValueError(f"curves names unknown runs {unknown}")
+        if self.curves and not self.curve_steps:
+            raise ValueError("curves needs curve_steps")
+        if self.curve_limit < 1:
+            raise ValueError("curve_limit must be >= 1")
+
+
+def profile_path(profile: str) -> Path:
+    p = configs_dir() / "pipeline" / f"{profile}.yaml"
+    if not p.is_file():
+        known = sorted(x.stem for x in (configs_dir() / "pipeline").glob("*.yaml"))
+        raise ConfigError(f"unknown pipeline profile {profile!r} (known: {', '.join(known)}; file {p})")
+    return p
+
+
+def load_pipeline(profile: str, overrides: list[str] | None = None) -> PipelineConfig:
+    return load(PipelineConfig, profile_path(profile), overrides)
+
+
+def _h(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass
+class Plan:
+    """Every resolved config of the profile and the key of every stage (no work done)."""
+    cfg: PipelineConfig
+    world_cfg: Any
+    generate_cfg: Any
+    runs: dict[str, Any]                          # "<name>-s<seed>" -> TrainConfig
+    run_meta: dict[str, dict[str, Any]]           # "<name>-s<seed>" -> {name, seed, group, label}
+    merges: dict[str, dict[str, Any]]             # "<name>-s<seed>" -> {spec, members}
+    keys: dict[str, Any]
+
+    @property
+    def results(self) -> Path:
+        return resolve(self.cfg.results)
+
+
+def train_config_for(cfg: PipelineConfig, spec: RunSpec, seed: int):
+
+    over = [*([f"data.world={cfg.world}"] if cfg.world else []), f"data.generate={cfg.generate}",
+            *cfg.train_overrides, *spec.overrides, f"seed={seed}", f"name={spec.name}-s{seed}"]
+    if spec.name in cfg.curves and seed == min(spec.seeds):
+        over.append(f"log.curve_steps=[{','.join(str(s) for s in cfg.curve_steps)}]")
+    return load_config(spec.config, over)
+
+
+def eval_configs_for(cfg: PipelineConfig, model: str) -> list:
+    """One EvalConfig per entry of ``cfg.evals`` for ``model`` (their task metrics are merged)."""
+    world = [f"data.world={cfg.world}"] if cfg.world else []
+    return [load(EvalConfig, path, [*world, *cfg.eval_overrides, f"model={model}"]) for path in cfg.evals]
+
+
+NOTEBOOK_EXECUTOR = 2
+
+
+def make_plan(cfg: PipelineConfig) -> Plan:
+
+    world_cfg = load(WorldConfig, cfg.world) if cfg.world else None
+    generate_cfg = load_generate_config(cfg.generate)
+    if cfg.world and resolve(generate_cfg.inputs.world) != resolve(cfg.world):
+        raise ConfigError(f"config key 'generate': {cfg.generate} writes rationales for world "
+                          f"{generate_cfg.inputs.world}, but the profile's world is {cfg.world}")
+    runs, meta, run_keys = {}, {}, {}
+    for spec in cfg.runs:
+        for seed in spec.seeds:
+            rid = f"{spec.name}-s{seed}"
+            tcfg = train_config_for(cfg, spec, seed)
+            runs[rid] = tcfg
+            meta[rid] = {"name": spec.name, "seed": seed, "group": spec.group, "label": spec.label or spec.name,
+                         "method": tcfg.method}
+            run_keys[rid] = config_hash(tcfg.identity())
+    merges, merge_keys = {}, {}
+    for m in cfg.merges:
+        seeds = sorted(set.intersection(*[set(next(r.seeds for r in cfg.runs if r.name == n)) for n in m.runs]))
+        for seed in seeds:
+            mid = f"{m.name}-s{seed}"
+            members = [f"{n}-s{seed}" for n in m.runs]
+            merges[mid] = {"spec": to_dict(m), "members": members, "seed": seed}
+            merge_keys[mid] = _h({"spec": to_dict(m), "members": [run_keys[x] for x in members]})
+    keys: dict[str, Any] = {
+        "world": config_hash(world_cfg) if world_cfg is not None else _h({"base_model": cfg.base_model}),
+        "generate": config_hash(generate_cfg),
+        "runs": run_keys,
+        "merges": merge_keys,
+    }
+    eval_probe = [config_hash(e) for e in eval_configs_for(cfg, "<model>")]
+    keys["eval"] = {mid: _h({"eval": eval_probe, "model": k})
+                    for mid, k in {"base": keys["world"], **run_keys, **merge_keys}.items()}
+    keys["results"] = _h({"eval": keys["eval"], "world": keys["world"], "generate": keys["generate"],
+                          "analysis": [cfg.validation_limit, cfg.latent_limit],
+                          "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit]})
+    nb_params = notebook_parameters(cfg)
+    keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"],
+                                     "executor": NOTEBOOK_EXECUTOR})
+                         for p in selected_notebooks(cfg)}
+    return Plan(cfg=cfg, world_cfg=world_cfg, generate_cfg=generate_cfg, runs=runs, run_meta=meta,
+                merges=merges, keys=keys)
+
+
+def selected_notebooks(cfg: PipelineConfig) -> list[Path]:
+
+    all_nb = notebook_sources()
+    if not cfg.notebooks:
+        return all_nb
+    by_stem = {p.stem: p for p in all_nb}
+    missing = [n for n in cfg.notebooks if n not in by_stem]
+    if missing:
+        raise ConfigError(f"config key 'notebooks': no notebook {missing} in {notebooks_dir()}")
+    return [by_stem[n] for n in cfg.notebooks]
+
+
+def notebook_parameters(cfg: PipelineConfig) -> dict[str, Any]:
+    """What every notebook's ``parameters`` cell receives (repo-relative paths only: they are published)."""
+    return {"profile": cfg.profile, "results": cfg.results, "world_config": cfg.world,
+            "generate_config": cfg.generate, **cfg.notebook_parameters}
+
+
+def read_registry(results: str | Path) -> dict[str, Any]:
+    p = resolve(results) / REGISTRY
+    if not p.is_file():
+        return {}
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return {}
+
+
+def stale_report(plan: Plan) -> dict[str, Any]:
+    """Which stages' recorded keys differ from the plan's (empty lists: the results are fresh)."""
+    reg = read_registry(plan.cfg.results)
+    rk = reg.get("keys", {})
+    out: dict[str, Any] = {"results": rk.get("results") != plan.keys["results"]}
+    out["notebooks"] = [n for n, k in plan.keys["notebooks"].items()
+                        if rk.get("notebooks", {}).get(n) != k
+                        or not (plan.results / "notebooks" / f"{n}.ipynb").is_file()]
+    return out
+
+
+def _rel(p: Path | str) -> str:
+    p = Path(p).resolve()
+    try:
+        return str(p.relative_to(repo_root()))
+    except ValueError:
+        return str(p)
+
+
+def plan_status(plan: Plan) -> list[dict[str, Any]]:
+    """One row per stage: what it is, its key, whether its output is cached, and how many items it would run."""
+    reg = read_registry(plan.cfg.results)
+    rk = reg.get("keys", {})
+    rows = []
+    if plan.world_cfg is not None:
+        wp = world_path(plan.world_cfg)
+        rows.append({"stage": "world", "what": _rel(wp), "todo": 0 if is_complete(wp) else 1, "of": 1})
+    store = store_root(plan.generate_cfg)
+    teacher_dirs = [d for d in store.glob("*/*") if d.is_dir()] if store.is_dir() else []
+    store_ok = bool(teacher_dirs) and all(is_complete(d) for d in teacher_dirs)  # store.json comes first
+    rows.append({"stage": "rationales", "what": _rel(store), "todo": 0 if store_ok else 1, "of": 1})
+    todo_runs = 0
+    for tcfg in plan.runs.values():
+        try:
+            done = is_complete(artifact_dirs(tcfg)[0])
+        except (CompactError, OSError):  # the store is not built yet: its runs cannot be cached either
+            done = False
+        todo_runs += not done
+    rows.append({"stage": "training", "what": f"{len(plan.runs)} runs", "todo": todo_runs, "of": len(plan.runs)})
+    rows.append({"stage": "merges", "what": f"{len(plan.merges)} merges",
+                 "todo": sum(rk.get("merges", {}).get(m) != k for m, k in plan.keys["merges"].items()),
+                 "of": len(plan.merges)})
+    rows.append({"stage": "evaluation", "what": f"{len(plan.keys['eval'])} models",
+                 "todo": sum(rk.get("eval", {}).get(m) != k for m, k in plan.keys["eval"].items()),
+                 "of": len(plan.keys["eval"])})
+    stale = stale_report(plan)
+    rows.append({"stage": "results", "what": _rel(plan.results), "todo": int(stale["results"]), "of": 1})
+    rows.append({"stage": "notebooks", "what": f"{len(plan.keys['notebooks'])} notebooks",
+                 "todo": len(stale["notebooks"]), "of": len(plan.keys["notebooks"])})
+    last = reg.get("timings_s", {})
+    for row in rows:  # the last measured time per item of the stage, times the items that would run now
+        t = last.get(row["stage"])
+        per_item = t["seconds"] / t["items"] if isinstance(t, dict) and t.get("items") else None
+        row["estimate_s"] = None if per_item is None else round(per_item * row["todo"], 1)
+    return rows
+
+
+def describe_plan(plan: Plan) -> str:
+    """The plan as a reader wants it from ``--dry-run``: each stage, cached or to run, and an estimate."""
+    rows = plan_status(plan)
+    lines = [f"profile {plan.cfg.profile}: {len(plan.runs)} runs, {len(plan.merges)} merges "
+             f"(results: {_rel(plan.results)})", "",
+             f"{'stage':<12} {'status':<22} {'estimate':>10}  output"]
+    total, known = 0.0, True
+    for r in rows:
+        status = "cached" if r["todo"] == 0 else (f"to run ({r['todo']} of {r['of']})" if r["of"] > 1 else "to run")
+        est = "-" if r["todo"] == 0 else ("unknown" if r["estimate_s"] is None else f"~{r['estimate_s'] / 60:.0f} min")
+        if r["todo"]:
+            known = known and r["estimate_s"] is not None
+            total += r["estimate_s"] or 0.0
+        lines.append(f"{r['stage']:<12} {status:<22} {est:>10}  {r['what']}")
+    lines.append("")
+    if not any(r["todo"] for r in rows):
+        lines.append("nothing to run: every stage is cached")
+    elif known or total:
+        lines.append(f"estimated time: ~{total / 60:.0f} min" + ("" if known else " plus the stages never timed")
+                     + f" (the last run's measured stage times, {plan.cfg.workers} workers)")
+    else:
+        lines.append("estimated time: unknown (the results folder records no stage times yet)")
+    return "\n".join(lines)
