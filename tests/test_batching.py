@@ -98,11 +98,11 @@ def test_unknown_teacher_and_empty_answer_are_data_errors(tok):
 
 def test_batch_runs_through_the_objective(tok):
     from compact.method.objective import ObjectiveConfig, compact_objective
-    from compact.trainer.tiny import tiny_qwen2_config
+    from compact.inputs.model import small_qwen2_config
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(tiny_qwen2_config(len(tok), pad_token_id=tok.pad_token_id))
+    model = AutoModelForCausalLM.from_config(small_qwen2_config(len(tok), pad_token_id=tok.pad_token_id))
     qs, _ = encode_instances(toy_instances(2), tok, teachers=TEACHERS, max_length=256)
     out = compact_objective(model, collate(qs, pad_id=tok.pad_token_id, thinking_ids=[tok.convert_tokens_to_ids("so")]),
                             ObjectiveConfig())

@@ -15,7 +15,9 @@ from compact.eval.decode import format_prompt, greedy_generate
 def make_tiny_student(path, *, hidden=32, layers=2, heads=4, kv_heads=2, seed=0):
     """A tiny random Qwen2 + a byte-level chat-template tokenizer (eos <|end|>, pad <|pad|>) as an HF folder."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
+
+    from compact.inputs.model import small_qwen2_config
 
     chars = sorted(pre_tokenizers.ByteLevel.alphabet())
     specials = ["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>"]
@@ -28,10 +30,8 @@ def make_tiny_student(path, *, hidden=32, layers=2, heads=4, kv_heads=2, seed=0)
     tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
                          "{% if add_generation_prompt %}<|assistant|>{% endif %}")
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=hidden * 2,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                      max_position_embeddings=512, tie_word_embeddings=True,
-                      pad_token_id=vocab["<|pad|>"], eos_token_id=vocab["<|end|>"], bos_token_id=None)
+    cfg = small_qwen2_config(len(vocab), hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
+                             intermediate=hidden * 2, pad_token_id=vocab["<|pad|>"], eos_token_id=vocab["<|end|>"])
     Qwen2ForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return Path(path)

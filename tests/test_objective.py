@@ -15,13 +15,10 @@ TOL = 1e-5
 
 
 def tiny_qwen2(vocab=64, hidden=32, heads=4, kv_heads=2, seed=0):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from compact.inputs.model import small_qwen2
 
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=64,
-                      tie_word_embeddings=True, pad_token_id=0)
-    return Qwen2ForCausalLM(cfg).eval()
+    return small_qwen2(vocab, seed=seed, hidden=hidden, heads=heads, kv_heads=kv_heads, intermediate=64,
+                       max_positions=64).eval()
 
 
 def run(model, batch, cfg):

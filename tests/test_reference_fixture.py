@@ -85,13 +85,9 @@ def test_any_fixture_of_the_format(tmp_path, monkeypatch, k, kv_heads):
     """A fixture of the same format with another K and another number of key-value heads runs through the
     same test (written here by our reference mode: this checks the test's generality, the K=4 fixture
     checks the numbers)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from compact.inputs.model import small_qwen2
 
-    torch.manual_seed(k)
-    cfg = Qwen2Config(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
-                      tie_word_embeddings=True, pad_token_id=0)
-    model = Qwen2ForCausalLM(cfg).eval()
+    model = small_qwen2(96, seed=k, kv_heads=kv_heads, max_positions=64).eval()
     model.save_pretrained(tmp_path)
     gen = torch.Generator().manual_seed(k)
     length, starts = 18, [3 + i % 3 for i in range(k)]

@@ -241,12 +241,9 @@ def test_flash_attention_pad_semantics_move_reference_mi_only():
     from compact.method.adaptability import zero_pad_attention
     from compact.method.objective import ObjectiveConfig, compact_objective
     from compact.method.batch import synthetic_batch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from compact.inputs.model import small_qwen2
 
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                         tie_word_embeddings=True, pad_token_id=0)).eval()
+    model = small_qwen2(64, seed=0, hidden=32, intermediate=64, max_positions=64).eval()
     batch = synthetic_batch(2, 3, 20, 64, seed=11)
     assert not bool(batch.attention_mask.all())  # right padding present
     out = {}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from ..errors import ArtifactError, CompactError, ConfigError, TrainingError
 from ..method.objective import projections_for
@@ -124,3 +125,20 @@ def model_fingerprint(path: Path) -> str:
         if (path / sub).is_dir():
             h.update(sub.encode() + model_fingerprint(path / sub).encode())
     return h.hexdigest()[:16]
+
+
+def small_qwen2_config(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,
+                       intermediate: int = 128, max_positions: int = 512, pad_token_id: int | None = 0,
+                       eos_token_id: int | None = None, **extra) -> Qwen2Config:
+    """The package's one small-Qwen2 recipe (tied embeddings, grouped-query attention, q/k/v biases, no BOS): the
+    world's base student, the tiny random students of tests and benchmarks. ``extra``: any other Qwen2Config field."""
+    return Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
+                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                       max_position_embeddings=max_positions, tie_word_embeddings=True,
+                       pad_token_id=pad_token_id, eos_token_id=eos_token_id, bos_token_id=None, **extra)
+
+
+def small_qwen2(vocab_size: int, *, seed: int = 0, **config) -> Qwen2ForCausalLM:
+    """A freshly initialised :func:`small_qwen2_config` model (``torch.manual_seed(seed)`` first)."""
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(small_qwen2_config(vocab_size, **config))

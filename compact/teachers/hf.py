@@ -19,6 +19,7 @@ import torch
 
 from ..data.records import Example
 from ..errors import CompactError, ConfigError
+from ..eval.decode import eos_token_ids
 from ..log import get_logger, progress
 from .base import Generation, SamplingParams, derive_seed, truncate_at_stop
 from .prompts import render_prompt, template_hash
@@ -110,7 +111,7 @@ class HFTeacher:
                 gens = []
                 for s in range(params.n):
                     row = new[i * params.n + s]
-                    keep = _until_eos(row.tolist(), self.eos_token_ids(), self.tokenizer.pad_token_id)
+                    keep = _until_eos(row.tolist(), eos_token_ids(self.tokenizer, self.model), self.tokenizer.pad_token_id)
                     n_tokens += len(keep)
                     text = self.tokenizer.decode(keep, skip_special_tokens=True)
                     text = truncate_at_stop(text, params.stop)
@@ -121,13 +122,6 @@ class HFTeacher:
         log.info("%s: %d questions x %d samples, %d new tokens in %.1fs (%.0f tok/s, batch %d)", self.name,
                  len(prompts), params.n, n_tokens, dt, n_tokens / max(dt, 1e-9), self.batch_size)
         return out
-
-    def eos_token_ids(self) -> set[int]:
-        eos = getattr(self.model.generation_config, "eos_token_id", None)
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-        return ids
 
 
 def _until_eos(row: list[int], eos: set[int], pad: int) -> list[int]:

@@ -32,6 +32,7 @@ from typing import Any
 from ..data.answers import answer_line, format_number, is_correct
 from ..data.records import Example
 from ..errors import ConfigError, DataError
+from ..world.tasks import apply_op
 from .base import Generation, SamplingParams, derive_seed
 
 STYLES = ("reflective", "concise", "verbose", "overthinking")
@@ -74,15 +75,9 @@ DEFAULT_POOL: dict[str, tuple[str, SimulatedProfile]] = {
 
 
 def _apply(op: str, a: Fraction, b: Fraction) -> Fraction:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if op == "/":
-        return a / b if b != 0 else a  # a corrupted divisor of 0: the teacher "keeps" a (a wrong step)
-    raise ValueError(op)
+    if op == "/" and b == 0:
+        return a  # a corrupted divisor of 0: the teacher "keeps" a (a wrong step)
+    return apply_op(op, a, b)
 
 
 def _fmt(v: Fraction) -> str:
@@ -94,7 +89,7 @@ def _fmt(v: Fraction) -> str:
 
 
 @dataclasses.dataclass
-class _Step:
+class _TeacherStep:
     desc: str
     op: str
     args: list[Fraction]
@@ -151,12 +146,12 @@ class SimulatedTeacher:
                         "questions, 'facts'", record=ex.id, field="meta")
 
     # ------------------------------------------------------------------------------------------------
-    def _walk(self, ex: Example, raw_steps: list[dict], rng: random.Random) -> list[_Step]:
+    def _walk(self, ex: Example, raw_steps: list[dict], rng: random.Random) -> list[_TeacherStep]:
         """Recompute the steps in order, slipping at random; slipped values propagate through refs."""
         p = self.profile
         values: list[Fraction] = []
         golds: list[Fraction] = []
-        out: list[_Step] = []
+        out: list[_TeacherStep] = []
         for j, st in enumerate(raw_steps):
             try:
                 op, args, refs = st["op"], list(st["args"]), list(st.get("refs") or [None] * len(st["args"]))
@@ -170,7 +165,7 @@ class SimulatedTeacher:
             cur_in = [values[r] if r is not None else a for a, r in zip(gold_args, refs)]
             gold = _apply(op, *gold_in)
             value = _apply(op, *cur_in)
-            step = _Step(desc=str(st.get("desc") or f"step {j + 1}"), op=op, args=cur_in, value=value, gold=gold)
+            step = _TeacherStep(desc=str(st.get("desc") or f"step {j + 1}"), op=op, args=cur_in, value=value, gold=gold)
             if rng.random() < p.step_error_rate * OP_WEIGHT[op]:
                 if rng.random() < p.arithmetic_share:
                     step.slip = "arith"
@@ -255,7 +250,7 @@ def _words(op: str, a: str, b: str) -> str:
             "/": f"divide {a} by {b}"}[op]
 
 
-def _eq(s: _Step, wrong: bool = False) -> str:
+def _eq(s: _TeacherStep, wrong: bool = False) -> str:
     a, b = (_fmt(x) for x in s.args)
     if wrong:
         if s.slip == "op":
@@ -266,7 +261,7 @@ def _eq(s: _Step, wrong: bool = False) -> str:
     return f"{a} {s.op} {b} = {_fmt(s.value)}"
 
 
-def _check(s: _Step) -> str:
+def _check(s: _TeacherStep) -> str:
     """A reflective check of a step by its inverse operation."""
     b = s.args[1]
     v = s.value
@@ -291,11 +286,11 @@ def _check(s: _Step) -> str:
 # a single-teacher student trained on ``Step j: a op b = c (what).`` lines stayed at 7% after 300 steps of
 # 16 questions; on bare equation lines it reached 23% at 200 steps and 67% at 600.
 
-def _line(s: _Step, *, wrong: bool = False) -> str:
+def _line(s: _TeacherStep, *, wrong: bool = False) -> str:
     return f"{_eq(s, wrong=wrong)}."
 
 
-def _reflective(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
+def _reflective(steps: list[_TeacherStep], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = [rng.choice(["Let me work through this step by step.", "Okay, let's think about this carefully."])]
     for s in steps:
         if s.wrong_value is not None:
@@ -310,11 +305,11 @@ def _reflective(steps: list[_Step], rng: random.Random, *, distractors: list[str
     return "\n".join(out)
 
 
-def _concise(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
+def _concise(steps: list[_TeacherStep], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     return "\n".join(_line(s) for s in steps)
 
 
-def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
+def _verbose(steps: list[_TeacherStep], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = [rng.choice(["Let's solve this problem one step at a time.", "Let's break this problem into parts."])]
     if distractors:
         out.append(f"Note that \"{distractors[0]}\" is not needed to find the answer.")
@@ -327,7 +322,7 @@ def _verbose(steps: list[_Step], rng: random.Random, *, distractors: list[str], 
     return "\n".join(out)
 
 
-def _overthinking(steps: list[_Step], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
+def _overthinking(steps: list[_TeacherStep], rng: random.Random, *, distractors: list[str], aside: bool) -> str:
     out = ["Okay, so I need to figure this out. Hmm."]
     for j, s in enumerate(steps):
         out.append(_line(s, wrong=s.wrong_value is not None))

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
+from ..inputs.model import small_qwen2_config
 from ..teachers.view import Instance
 
 # The world's chat format: user turn, assistant turn, each closed by <|end|> (also the eos token).
@@ -56,16 +57,6 @@ def tiny_tokenizer(extra_words: list[str] | tuple[str, ...] = ()):
     return tok
 
 
-def tiny_qwen2_config(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-                      intermediate: int = 128, max_positions: int = 512, pad_token_id: int = 0,
-                      eos_token_id: int | None = None):
-    from transformers import Qwen2Config
-
-    return Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                       max_position_embeddings=max_positions, tie_word_embeddings=True,
-                       pad_token_id=pad_token_id, eos_token_id=eos_token_id, bos_token_id=None,
-                       use_sliding_window=False)
 
 
 def tiny_student(path: str | Path, *, seed: int = 0, tokenizer=None, **config_kwargs) -> Path:
@@ -73,7 +64,7 @@ def tiny_student(path: str | Path, *, seed: int = 0, tokenizer=None, **config_kw
     from transformers import AutoModelForCausalLM
 
     tok = tokenizer if tokenizer is not None else tiny_tokenizer()
-    cfg = tiny_qwen2_config(len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+    cfg = small_qwen2_config(len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                             **config_kwargs)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)

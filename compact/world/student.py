@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import TrainingError
+from ..eval.decode import eos_token_ids, format_prompt, greedy_generate
+from ..inputs.model import small_qwen2
 from ..log import get_logger, progress
 from . import tasks as T
 
@@ -34,17 +36,10 @@ ANSWER_LINE = "The answer is {}."
 
 def build_model(scfg, tokenizer, seed: int) -> PreTrainedModel:
     """A freshly initialised Qwen2 (q/k/v biases, grouped-query attention, tied embeddings)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=scfg.hidden_size, intermediate_size=scfg.intermediate_size,
-        num_hidden_layers=scfg.num_layers, num_attention_heads=scfg.num_heads,
-        num_key_value_heads=scfg.num_kv_heads, max_position_embeddings=scfg.max_position_embeddings,
-        rope_theta=scfg.rope_theta, tie_word_embeddings=True, use_cache=True,
-        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    model = small_qwen2(len(tokenizer), seed=seed, hidden=scfg.hidden_size, layers=scfg.num_layers,
+                        heads=scfg.num_heads, kv_heads=scfg.num_kv_heads, intermediate=scfg.intermediate_size,
+                        max_positions=scfg.max_position_embeddings, rope_theta=scfg.rope_theta, use_cache=True,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None
@@ -78,7 +73,7 @@ def arith_fact(rng: random.Random, max_value: int) -> str:
         else:
             b, q = rng.randint(1, 12), rng.randint(1, max(1, min(20, max_value // 2)))
             a = b * q
-        c = T._apply(op, a, b)
+        c = T.apply_op(op, a, b)
         if rng.random() < 0.5:
             return f"{a} {op} {b} = {c}"
         return f"{a} {_OPS_WORDS[op]} {b} is {c}"
@@ -343,26 +338,19 @@ def _pretrain(model, blocks, scfg, tokenizer, seed, log_path):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Greedy decoding
+# Greedy decoding (the package's one decoder)
 # ----------------------------------------------------------------------------------------------------
 def generate(model, tokenizer, questions: Sequence[str], *, max_new_tokens: int = 32,
              batch_size: int = 64) -> list[str]:
-    """Greedy answers to chat-formatted ``questions`` (left-padded batches, stop at the eos token)."""
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
-                                           tokenize=False) for q in questions]
+    """Greedy answers to chat-formatted ``questions`` (:func:`compact.eval.decode.greedy_generate`, batches of
+    ``batch_size`` left-padded prompts, stop at the eos token)."""
+    prompts = [tokenizer(format_prompt(tokenizer, q), add_special_tokens=False)["input_ids"] for q in questions]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out: list[str] = []
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        with torch.no_grad():
-            for i in range(0, len(texts), batch_size):
-                enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-                gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-                new = gen[:, enc["input_ids"].shape[1]:]  # (B, new)
-                out += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
+    for i in range(0, len(prompts), batch_size):
+        new, _ = greedy_generate(model, prompts[i:i + batch_size], pad_id=pad, eos_ids=eos_token_ids(tokenizer, model),
+                                 max_new_tokens=max_new_tokens)
+        out += tokenizer.batch_decode(new, skip_special_tokens=True)
     return out
 
 

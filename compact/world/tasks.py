@@ -64,15 +64,21 @@ class _Step:
                 "desc": self.desc}
 
 
-def _apply(op: str, a: int, b: int) -> int:
+def apply_op(op: str, a, b):
+    """``a op b`` for the world's four operations. Integers divide exactly (a world question never divides
+    unevenly: asserted); Fractions (the simulated teachers' running values) divide as fractions."""
     if op == "+":
         return a + b
     if op == "-":
         return a - b
     if op == "*":
         return a * b
-    assert b != 0 and a % b == 0, "division must be exact"
-    return a // b
+    if op != "/":
+        raise ValueError(op)
+    if isinstance(a, int) and isinstance(b, int):
+        assert b != 0 and a % b == 0, "division must be exact"
+        return a // b
+    return a / b
 
 
 @dataclass
@@ -95,7 +101,7 @@ def make_story(rng: random.Random, n_steps: int, max_value: int) -> Story | None
     subj = p1[0]
 
     def add_step(op: str, a: tuple[int, int | None], b: tuple[int, int | None], desc: str) -> int:
-        value = _apply(op, a[0], b[0])
+        value = apply_op(op, a[0], b[0])
         steps.append(_Step(op, [a[0], b[0]], [a[1], b[1]], value, desc))
         return value
 
@@ -250,7 +256,7 @@ def _ok(op: str, a: int, b: int, max_value: int) -> bool:
         return b > 1 and a % b == 0 and a // b >= 1
     if op == "*" and (a == 1 or b == 1):
         return False
-    v = _apply(op, a, b)
+    v = apply_op(op, a, b)
     return 1 <= v <= max_value
 
 
@@ -258,7 +264,7 @@ def _value(node) -> int:
     if isinstance(node, int):
         return node
     op, left, right = node
-    return _apply(op, _value(left), _value(right))
+    return apply_op(op, _value(left), _value(right))
 
 
 def _render(node, parent_prec: int = 0, right: bool = False) -> str:
@@ -280,7 +286,7 @@ def _expr_steps(node, steps: list[_Step]) -> tuple[int, int | None]:
     op, left, right = node
     a = _expr_steps(left, steps)
     b = _expr_steps(right, steps)
-    v = _apply(op, a[0], b[0])
+    v = apply_op(op, a[0], b[0])
     steps.append(_Step(op, [a[0], b[0]], [a[1], b[1]], v, f"the value of {_render(node)}"))
     return v, len(steps) - 1
 
