@@ -6,9 +6,6 @@ __version__ = "0.1.0"
 # Under CI, papermill (COMPACT_QUIET=1) and the pipeline's workers, third-party progress bars would flood
 # logs and executed notebooks; they read these variables when first imported, so set them before that.
 if _os.environ.get("COMPACT_QUIET") == "1" or _os.environ.get("CI"):
-    import warnings as _warnings
+    from .log import quiet_progress_bars
 
-    for _var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
-        _os.environ.setdefault(_var, "1")
-    # tqdm.auto warns at import inside kernels without ipywidgets; quiet mode shows no bars anyway
-    _warnings.filterwarnings("ignore", message="IProgress not found")
+    quiet_progress_bars()

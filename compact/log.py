@@ -63,3 +63,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def quiet_progress_bars() -> None:
+    """No third-party progress bars or widget warnings (CI logs, pipeline workers, executed notebooks): the
+    environment switches Hugging Face libraries read when first imported, and their switches when already
+    imported; tqdm.auto's "IProgress not found" warning inside kernels without ipywidgets is silenced."""
+    import warnings
+
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(var, "1")
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()

@@ -15,7 +15,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import warnings
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from torch import Tensor
@@ -23,22 +22,12 @@ from torch import Tensor
 from .config import config_hash, load
 from .errors import ConfigError
 from .inputs.encode import collate, encode_instances
-from .log import seed_everything
+from .log import quiet_progress_bars, seed_everything
 from .method.batch import Batch
 from .paths import repo_root, resolve
 
 ID_DEV_KEYS: tuple[str, ...] = ("arith-dev", "variation-dev", "symbolic-dev")
 MAX_LENGTH = 512  # tokens per branch, the notebooks' default
-
-
-def quiet_progress_bars() -> None:
-    """No third-party progress bars or widget warnings in executed notebooks (the book shows their output)."""
-    import datasets
-    import transformers
-
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
 
 
 class Forward(NamedTuple):

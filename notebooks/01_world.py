@@ -47,21 +47,17 @@ seed = 0
 
 # %%
 import json
-import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # no widget progress bars in the book
 import matplotlib.pyplot as plt
 import pandas as pd
-import transformers
-
-transformers.utils.logging.disable_progress_bar()
 
 from compact.config import load
-from compact.log import seed_everything
+from compact.log import quiet_progress_bars, seed_everything
 from compact.paths import resolve
 from compact.world.build import WorldConfig, build_world
 from compact.world.tokenizer import THINKING_WORDS, thinking_token_ids
 
+quiet_progress_bars()  # no widget progress bars in the book
 seed_everything(seed)
 world = build_world(load(WorldConfig, resolve(world_config)))  # cached: built once per config hash
 summary = world.summary()

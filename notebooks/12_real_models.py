@@ -66,7 +66,8 @@ from compact.teachers.view import build_instances, summarize
 from compact.trainer.config import TrainConfig
 from compact.teachers.tiny import tiny_tokenizer
 from compact.trainer.tiny import tiny_student
-from compact.workbench import quiet_progress_bars, run_module
+from compact.log import quiet_progress_bars
+from compact.workbench import run_module
 
 quiet_progress_bars()  # no widget progress bars in the book
 seed_everything(seed)

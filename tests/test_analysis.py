@@ -8,9 +8,22 @@ import torch
 from compact.analysis import AnalyzeConfig, analyze
 from compact.analysis.dynamics import alpha_windows, curriculum_trend, read_alpha_log
 from compact.analysis.forgetting import forgetting_table
-from compact.analysis.latent import fit_pca, hidden_representations, linear_cka, pca_shift, shift_metrics
-from compact.analysis.validation import (auc, correlation_matrix, pearson, proxy_vs_estimator, rankdata,
-    score_auc_table, spearman)
+from compact.analysis.latent import (
+    fit_pca,
+    hidden_representations,
+    linear_cka,
+    pca_shift,
+    shift_metrics,
+)
+from compact.analysis.validation import (
+    auc,
+    correlation_matrix,
+    pearson,
+    proxy_vs_estimator,
+    rankdata,
+    score_auc_table,
+    spearman,
+)
 from compact.errors import DataError
 from compact.eval.evaluate import EvalResult, compute_metrics
 
@@ -52,10 +65,10 @@ def test_hidden_representations_mean_and_last(tmp_path):
     from test_evaluation import make_tiny_student
 
     from compact.eval.decode import format_prompt
-    from compact.eval.evaluate import load_model, load_tokenizer
+    from compact.inputs.model import load_model, load_tokenizer
 
     path = make_tiny_student(tmp_path / "s")
-    model, tok = load_model(path), load_tokenizer(path)
+    model, tok = load_model(path), load_tokenizer(path, pad_to_eos=True)
     qs = ["short?", "a much longer question about apples and pears?", "mid length one"]
     mean = hidden_representations(model, tok, qs, pooling="mean", batch_size=3)
     last = hidden_representations(model, tok, qs, pooling="last", batch_size=2)

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from compact.data import answers as A
-from compact.data.answers import answer_line, extract_lenient, extract_strict, is_correct, last_boxed, normalize_number
+from compact.data.answers import (
+    answer_line,
+    extract_lenient,
+    extract_strict,
+    is_correct,
+    last_boxed,
+    normalize_number,
+)
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from compact.errors import ArtifactError, DataError
-from compact.inputs.encode import collate, encode_instances, encode_question, TruncationStats
+from compact.inputs.encode import (
+    TruncationStats,
+    collate,
+    encode_instances,
+    encode_question,
+)
 from compact.trainer.tiny import tiny_tokenizer, toy_instances
 
 TEACHERS = ["t0", "t1", "t2"]
@@ -97,9 +102,10 @@ def test_unknown_teacher_and_empty_answer_are_data_errors(tok):
 
 
 def test_batch_runs_through_the_objective(tok):
-    from compact.method.objective import ObjectiveConfig, compact_objective
-    from compact.inputs.model import small_qwen2_config
     from transformers import AutoModelForCausalLM
+
+    from compact.inputs.model import small_qwen2_config
+    from compact.method.objective import ObjectiveConfig, compact_objective
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(small_qwen2_config(len(tok), pad_token_id=tok.pad_token_id))

@@ -8,8 +8,9 @@ import torch
 
 from compact.data.records import Example, write_jsonl
 from compact.errors import ConfigError
-from compact.eval.evaluate import EvalConfig, EvalResult, compute_metrics, evaluate, load_tokenizer
 from compact.eval.decode import format_prompt, greedy_generate
+from compact.eval.evaluate import EvalConfig, EvalResult, compute_metrics, evaluate
+from compact.inputs.model import load_tokenizer
 
 
 def make_tiny_student(path, *, hidden=32, layers=2, heads=4, kv_heads=2, seed=0):
@@ -75,7 +76,7 @@ class ScriptedLM(torch.nn.Module):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = make_tiny_student(tmp_path_factory.mktemp("tiny") / "student")
-    return path, load_tokenizer(path)
+    return path, load_tokenizer(path, pad_to_eos=True)
 
 
 def ex(i, q, a, t="number", task="arith"):

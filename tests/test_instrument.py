@@ -65,9 +65,9 @@ def test_random_weighting_is_a_dirichlet_draw_per_question():
 
 def test_oracle_keeps_only_branches_labelled_correct():
     from compact.inputs.encode import encode_instances
-    from compact.trainer.methods import oracle_keep, resolve_objective
     from compact.method.objective import ObjectiveConfig
     from compact.teachers.view import Instance
+    from compact.trainer.methods import oracle_keep, resolve_objective
     from compact.world.tokenizer import train_tokenizer
 
     tok = train_tokenizer(["What is 1 + 1? The answer is 2. Step 1: 1 + 1 = 2."] * 20, vocab_size=300,
@@ -153,10 +153,10 @@ def test_budget_table_projects_the_grid_from_measured_step_times(tmp_path):
     each kind of run's measured seconds per step x steps x how many such runs, over the workers."""
     import json
 
+    from compact import config as C
     from compact.config import save_yaml
     from compact.publish.report import budget_table, step_costs
     from compact.trainer.config import TrainConfig
-    from compact import config as C
 
     runs = {}
     for rid, method, secs in (("compact-s0", "compact", 30.0), ("uniform-s0", "uniform", 20.0),

@@ -24,8 +24,8 @@ from compact import provenance as P
 from compact.cli import main
 from compact.config import load
 from compact.errors import ArtifactError, DataError
-from compact.trainer.run import train
 from compact.trainer.config import TrainConfig
+from compact.trainer.run import train
 from compact.trainer.tiny import tiny_student, toy_instances, write_instances_jsonl
 
 
@@ -669,7 +669,7 @@ def test_pickle_only_student_is_refused_unless_allowed(pickle_student, tmp_path,
 
 
 def test_eval_and_score_say_what_is_missing(pickle_student, tmp_path, capsys, monkeypatch):
-    from compact.eval.evaluate import load_model
+    from compact.inputs.model import load_model
 
     with pytest.raises(ArtifactError, match=r"model\.safetensors is missing; the folder has only pickle weights "
                                             r"\(pytorch_model\.bin\)"):
@@ -681,7 +681,7 @@ def test_eval_and_score_say_what_is_missing(pickle_student, tmp_path, capsys, mo
 
 
 def test_truncated_model_safetensors_is_one_line(student, tmp_path):
-    from compact.eval.evaluate import load_model
+    from compact.inputs.model import load_model
 
     broken = tmp_path / "broken"
     broken.mkdir()

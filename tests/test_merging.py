@@ -2,9 +2,15 @@
 import pytest
 import torch
 
+from compact.baselines.merging import (
+    direct_average,
+    load_state_dict,
+    merge_models,
+    ties_merge,
+    ties_merge_tensors,
+    trim_top_k,
+)
 from compact.errors import ArtifactError, ConfigError
-from compact.baselines.merging import (direct_average, load_state_dict, merge_models, ties_merge, ties_merge_tensors,
-    trim_top_k)
 
 
 def test_direct_average_uniform_and_weighted():

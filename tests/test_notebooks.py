@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from compact.publish.notebooks import check_pairing, execute, notebook_sources
 from compact.paths import notebooks_dir
+from compact.publish.notebooks import check_pairing, execute, notebook_sources
 
 MINE = ["01_world", "02_teachers", "03_consensus", "04_adaptability", "05_difficulty", "06_fusion_objective",
         "07_training", "11_paper_vs_code", "12_real_models"]

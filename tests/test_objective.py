@@ -9,7 +9,12 @@ import torch
 from compact.config import from_dict
 from compact.errors import CompactError, ConfigError
 from compact.method.batch import Batch, synthetic_batch
-from compact.method.objective import ObjectiveConfig, _FusedCESymKL, compact_objective, objective_from_outputs
+from compact.method.objective import (
+    ObjectiveConfig,
+    _FusedCESymKL,
+    compact_objective,
+    objective_from_outputs,
+)
 
 TOL = 1e-5
 

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from compact.publish import pipeline as P
-from compact.publish import plan as PLAN
 from compact.errors import ConfigError
 from compact.paths import repo_root
+from compact.publish import pipeline as P
+from compact.publish import plan as PLAN
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
@@ -157,8 +157,8 @@ def test_per_sample_page_shows_every_method_and_the_teachers(smoke_book):
 @pytest.mark.slow
 @pytest.mark.browser
 def test_smoke_book_in_headless_chromium(smoke_book):
-    from compact.publish.browser import check_site, chromium_path
     from compact.paths import resolve
+    from compact.publish.browser import check_site, chromium_path
 
     if chromium_path() is None:
         pytest.skip("chromium is not installed (make test installs Debian's chromium when run as root)")

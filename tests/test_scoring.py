@@ -4,9 +4,15 @@ import json
 import pytest
 import torch
 
+from compact.analysis.scoring import (
+    ScoreConfig,
+    ScoreInput,
+    flag_low_consensus,
+    read_rationale_file,
+    score_instances,
+)
 from compact.errors import DataError
 from compact.method.objective import ObjectiveConfig, compact_objective
-from compact.analysis.scoring import ScoreConfig, ScoreInput, flag_low_consensus, read_rationale_file, score_instances
 
 RECORDS = [
     {"id": "a", "question": "tom has 3 apples and buys 4 more. how many apples?", "answer": "7",
@@ -38,9 +44,9 @@ def data_file(tmp_path):
 
 
 def _load(student):
-    from compact.eval.evaluate import load_model, load_tokenizer
+    from compact.inputs.model import load_model, load_tokenizer
 
-    return load_model(student), load_tokenizer(student)
+    return load_model(student), load_tokenizer(student, pad_to_eos=True)
 
 
 def test_scores_match_objective_core_and_batching(student, data_file):

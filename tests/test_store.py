@@ -16,7 +16,13 @@ from compact.errors import ArtifactError, ConfigError, DataError
 from compact.teachers.base import Generation, SamplingParams
 from compact.teachers.simulated import SimulatedTeacher
 from compact.teachers.store import ROW_COLUMNS, RationaleStore
-from compact.teachers.view import build_instances, disagreement, instances_from_dataset, instances_to_dataset, summarize
+from compact.teachers.view import (
+    build_instances,
+    disagreement,
+    instances_from_dataset,
+    instances_to_dataset,
+    summarize,
+)
 
 P = SamplingParams()
 KEY = "arith-train"

@@ -10,7 +10,12 @@ from compact.data.answers import extract_strict, is_correct
 from compact.data.records import Example
 from compact.errors import CompactError, ConfigError, DataError
 from compact.teachers.base import Generation, SamplingParams, Teacher, derive_seed
-from compact.teachers.simulated import DEFAULT_POOL, SimulatedProfile, SimulatedTeacher, default_pool
+from compact.teachers.simulated import (
+    DEFAULT_POOL,
+    SimulatedProfile,
+    SimulatedTeacher,
+    default_pool,
+)
 
 
 def arith_examples(n: int, seed: int = 0, prefix: str = "q") -> list[Example]:

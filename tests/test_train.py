@@ -15,8 +15,8 @@ from compact.config import load
 from compact.errors import TrainingError
 from compact.paths import repo_root
 from compact.provenance import is_complete
-from compact.trainer.run import train
 from compact.trainer.config import TrainConfig
+from compact.trainer.run import train
 from compact.trainer.tiny import tiny_student, toy_instances, write_instances_jsonl
 
 PY = sys.executable

@@ -8,10 +8,15 @@ import torch
 from torch import nn
 
 from compact.method.adaptability import mi_proxy, thinking_token_ids
+from compact.method.batch import synthetic_batch
 from compact.method.consensus import consensus_scores, widen_keys
 from compact.method.fusion import fuse, zscore_per_group
-from compact.method.objective import ObjectiveConfig, AttentionProjections, locate_answer_spans, objective_from_outputs
-from compact.method.batch import synthetic_batch
+from compact.method.objective import (
+    AttentionProjections,
+    ObjectiveConfig,
+    locate_answer_spans,
+    objective_from_outputs,
+)
 
 
 def _mi(hidden, w, batch, variant):
@@ -238,10 +243,10 @@ def test_flash_attention_pad_semantics_move_reference_mi_only():
     """flash-attention 2 (the released backend) returns zeros at pad positions; sdpa does not. Real tokens'
     states are the same under both, so the loss and masked MI agree, and reference MI (summed over the
     padded row) does not: M_k depends on the attention backend in reference mode."""
-    from compact.method.adaptability import zero_pad_attention
-    from compact.method.objective import ObjectiveConfig, compact_objective
-    from compact.method.batch import synthetic_batch
     from compact.inputs.model import small_qwen2
+    from compact.method.adaptability import zero_pad_attention
+    from compact.method.batch import synthetic_batch
+    from compact.method.objective import ObjectiveConfig, compact_objective
 
     model = small_qwen2(64, seed=0, hidden=32, intermediate=64, max_positions=64).eval()
     batch = synthetic_batch(2, 3, 20, 64, seed=11)

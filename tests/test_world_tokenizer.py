@@ -4,8 +4,14 @@ from __future__ import annotations
 import pytest
 
 from compact.world import tasks as T
-from compact.world.tokenizer import (END, PAD, THINKING_WORDS, missing_thinking_words, thinking_token_ids,
-    train_tokenizer)
+from compact.world.tokenizer import (
+    END,
+    PAD,
+    THINKING_WORDS,
+    missing_thinking_words,
+    thinking_token_ids,
+    train_tokenizer,
+)
 
 
 @pytest.fixture(scope="module")

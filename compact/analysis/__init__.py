@@ -20,7 +20,8 @@ from ..config import add_config_arguments, load
 from ..config import load as load_cfg
 from ..data.benchmarks import read_local_rows
 from ..errors import ConfigError, DataError
-from ..eval.evaluate import EvalResult, load_model, load_tokenizer
+from ..eval.evaluate import EvalResult
+from ..inputs.model import load_model, load_tokenizer
 from ..log import get_logger
 from ..paths import resolve
 from ..publish.results import save_figure, write_table
@@ -84,7 +85,7 @@ def run_latent(cfg: AnalyzeConfig) -> dict[str, Any]:
     base_path = cfg.base_model or str(world.student_path)
     tasks = cfg.tasks or list(world.ood_tasks)
     examples = [e for t in tasks for e in world.examples(t, cfg.split)[:cfg.limit]]
-    tok = load_tokenizer(base_path)
+    tok = load_tokenizer(base_path, pad_to_eos=True)
     reps = {}
     for name, path in {"base": base_path, **cfg.models}.items():
         model = load_model(path)

@@ -32,9 +32,8 @@ from ..config import add_config_arguments, config_hash, load, save_yaml
 from ..data.answers import extract_strict, is_correct
 from ..data.benchmarks import read_local_rows
 from ..errors import ArtifactError, ConfigError, DataError
-from ..eval.evaluate import load_model, load_tokenizer
 from ..inputs.encode import collate, encode_instances
-from ..inputs.model import model_fingerprint
+from ..inputs.model import load_model, load_tokenizer, model_fingerprint
 from ..log import get_logger, progress
 from ..method.hsic import token_answer_hsic
 from ..method.objective import (
@@ -365,7 +364,7 @@ def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, 
     instances = load_input(cfg.input)
     student, tok_path = _student(cfg)
     model = load_model(student, dtype=cfg.dtype, device=cfg.device)
-    tokenizer = load_tokenizer(tok_path)
+    tokenizer = load_tokenizer(tok_path, pad_to_eos=True)
     rows = score_instances(model, tokenizer, instances, cfg)
     with storage_guard(f"the score {out}"), atomic_dir(out, overwrite=True) as tmp:
         ds = to_dataset(rows)

@@ -32,7 +32,7 @@ from ..data.answers import CHOICE_LETTERS, extract_lenient, extract_strict, is_c
 from ..data.benchmarks import BenchmarkSpec, load_benchmark
 from ..data.records import Example, read_jsonl
 from ..errors import ArtifactError, ConfigError
-from ..inputs.model import load_tokenizer as train_tokenizer
+from ..inputs.model import load_model, load_tokenizer
 from ..log import get_logger, progress
 from ..paths import artifacts_dir, resolve
 from ..provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
@@ -173,55 +173,6 @@ def compute_metrics(samples: Sequence[dict[str, Any]], *, n_bootstrap: int = 100
 # ---------------------------------------------------------------------------------------------------------
 # loading
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"):
-    """An HF causal LM from a local folder (safetensors only; a PEFT adapter folder is merged into its base)."""
-    from transformers import AutoModelForCausalLM
-
-    p = resolve(path)
-    if not p.exists():
-        raise ArtifactError(f"model not found: {p}")
-    torch_dtype = getattr(torch, dtype)
-    adapter = (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
-    if p.is_dir():
-        names = {f.name for f in p.iterdir()}
-        has_safe = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
-        pickled = sorted(n for n in names if n.endswith(".bin") and n.startswith(("pytorch_model", "adapter_model")))
-        if not has_safe:
-            what = "adapter_model.safetensors" if adapter else "model.safetensors"
-            raise ArtifactError(
-                f"model {p}: {what} is missing" + (
-                    f"; the folder has only pickle weights ({', '.join(pickled)}), which are not loaded (unpickling "
-                    "can run code): convert them to safetensors" if pickled else "") +
-                ("" if (p / "config.json").is_file() or adapter else "; config.json is missing too"))
-    try:
-        if adapter:
-            from peft import AutoPeftModelForCausalLM
-
-            model = AutoPeftModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype).merge_and_unload()
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype, use_safetensors=True)
-    except Exception as exc:  # noqa: BLE001 - truncated safetensors, bad config.json, ...: one line, not a traceback
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ArtifactError(f"cannot load the model {p}: {type(exc).__name__}: {first}") from None
-    return model.to(resolve_device(device)).eval()
-
-
-def load_tokenizer(path: str | Path):
-    """The tokenizer the trainer uses for the same folder (a plain ``tokenizers`` file keeps its pre-tokenizer)."""
-    p = resolve(path)
-    if not p.exists():
-        raise ArtifactError(f"tokenizer not found: {p}")
-    tok = train_tokenizer(p)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
 
 def load_examples(data: EvalData) -> list[Example]:
     """The questions ``data`` names (world tasks, a benchmark, or a jsonl of Example rows)."""
@@ -282,7 +233,7 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
     else:
         model = model_or_path
     if isinstance(tokenizer, (str, Path)):
-        tokenizer = load_tokenizer(tokenizer)
+        tokenizer = load_tokenizer(tokenizer, pad_to_eos=True)
     if tokenizer is None:
         raise ConfigError("evaluate: a tokenizer (or a model folder holding one) is needed")
     was_training = model.training
@@ -420,6 +371,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["EvalConfig", "EvalData", "EvalResult", "evaluate", "greedy_generate", "format_prompt",
-           "compute_metrics", "load_examples", "load_model", "load_tokenizer", "run_eval", "eval_dir",
+           "compute_metrics", "load_examples", "run_eval", "eval_dir",
            "model_fingerprint", "task_of", "SAMPLE_FIELDS"]
 

@@ -8,30 +8,44 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from ..errors import ArtifactError, CompactError, ConfigError, TrainingError
 from ..method.objective import projections_for
+from ..paths import resolve
 from ..provenance import file_sha256
 
 if TYPE_CHECKING:  # annotations only (the trainer stands above this room)
     from ..trainer.config import TrainConfig
 
 
-def load_tokenizer(path: str | Path, *, revision: str | None = None, trust_remote_code: bool = False):
-    """The student's tokenizer; a plain ``tokenizers`` file keeps its own pre-tokenizer (not the model type's)."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    p = Path(path)
+def load_tokenizer(path: str | Path, *, revision: str | None = None, trust_remote_code: bool = False,
+                   pad_to_eos: bool = False):
+    """The student's tokenizer (a local folder, resolved against the repository root, or a hub id); a plain
+    ``tokenizers`` file keeps its own pre-tokenizer (not the model type's). ``pad_to_eos``: a tokenizer without
+    a pad token pads with eos (decoding and scoring; training refuses such a tokenizer instead)."""
+    local = resolve(path)
+    p = local if local.exists() else Path(path)
+    tok = None
     cfg_file = p / "tokenizer_config.json"
     if cfg_file.is_file():
         cls = json.loads(cfg_file.read_text()).get("tokenizer_class")
         if cls in ("TokenizersBackend", "PreTrainedTokenizerFast"):
-            return PreTrainedTokenizerFast.from_pretrained(str(p))
-    try:
-        return AutoTokenizer.from_pretrained(str(path), revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot load the tokenizer of {path}: {exc}") from None
+            tok = PreTrainedTokenizerFast.from_pretrained(str(p))
+    if tok is None:
+        try:
+            tok = AutoTokenizer.from_pretrained(str(p), revision=revision, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"cannot load the tokenizer of {path}: {exc}") from None
+    if pad_to_eos and tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def tokenizer_hash(tokenizer) -> str:
@@ -68,7 +82,6 @@ def load_student(cfg: TrainConfig, path: str | Path):
     Weights are read from safetensors; a folder with only pickle weights (``pytorch_model.bin``) is refused
     unless ``model.allow_pickle`` is set (unpickling a file can run code).
     """
-    from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.revision:
@@ -142,3 +155,40 @@ def small_qwen2(vocab_size: int, *, seed: int = 0, **config) -> Qwen2ForCausalLM
     """A freshly initialised :func:`small_qwen2_config` model (``torch.manual_seed(seed)`` first)."""
     torch.manual_seed(seed)
     return Qwen2ForCausalLM(small_qwen2_config(vocab_size, **config))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"):
+    """A trained (or any) HF causal LM from a local folder, eval mode, for decoding and scoring (safetensors only; a PEFT adapter folder is merged into its base)."""
+    p = resolve(path)
+    if not p.exists():
+        raise ArtifactError(f"model not found: {p}")
+    torch_dtype = getattr(torch, dtype)
+    adapter = (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+    if p.is_dir():
+        names = {f.name for f in p.iterdir()}
+        has_safe = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
+        pickled = sorted(n for n in names if n.endswith(".bin") and n.startswith(("pytorch_model", "adapter_model")))
+        if not has_safe:
+            what = "adapter_model.safetensors" if adapter else "model.safetensors"
+            raise ArtifactError(
+                f"model {p}: {what} is missing" + (
+                    f"; the folder has only pickle weights ({', '.join(pickled)}), which are not loaded (unpickling "
+                    "can run code): convert them to safetensors" if pickled else "") +
+                ("" if (p / "config.json").is_file() or adapter else "; config.json is missing too"))
+    try:
+        if adapter:
+            from peft import AutoPeftModelForCausalLM  # optional extra [lora]
+
+            model = AutoPeftModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype).merge_and_unload()
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(p), dtype=torch_dtype, use_safetensors=True)
+    except Exception as exc:  # noqa: BLE001 - truncated safetensors, bad config.json, ...: one line, not a traceback
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ArtifactError(f"cannot load the model {p}: {type(exc).__name__}: {first}") from None
+    return model.to(resolve_device(device)).eval()

@@ -32,7 +32,7 @@ from ..baselines.merging import merge_models
 from ..config import to_dict
 from ..errors import CompactError
 from ..eval.evaluate import run_eval
-from ..log import get_logger, setup_logging
+from ..log import get_logger, quiet_progress_bars, setup_logging
 from ..paths import (
     artifacts_dir,
     book_dir,
@@ -83,8 +83,7 @@ log = get_logger("pipeline")
 def _init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ.setdefault("COMPACT_QUIET", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    quiet_progress_bars()
 
     torch.set_num_threads(1)
 
