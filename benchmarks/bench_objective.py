@@ -26,8 +26,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from compact.method.objective import AttentionProjections, ObjectiveConfig, objective_from_outputs
 from compact.method.batch import synthetic_batch  # noqa: E402
+from compact.method.objective import (
+    AttentionProjections,
+    ObjectiveConfig,
+    objective_from_outputs,
+)
 
 
 def make_inputs(k: int, length: int, vocab: int, hidden: int, seed: int = 0):

@@ -22,15 +22,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compact.method.objective import ObjectiveConfig, compact_objective  # noqa: E402
 from compact.inputs.encode import collate, encode_instances  # noqa: E402
+from compact.method.objective import ObjectiveConfig, compact_objective  # noqa: E402
 from compact.trainer.tiny import tiny_student, toy_instances  # noqa: E402
 
 
 def student(world_cfg: str | None):
     """(model, tokenizer, description): the built world's student, else a random tiny Qwen2."""
-    from compact.inputs.model import load_tokenizer
     from transformers import AutoModelForCausalLM
+
+    from compact.inputs.model import load_tokenizer
 
     if world_cfg:
         from compact.config import load
@@ -78,7 +79,7 @@ def main() -> int:
     torch.manual_seed(0)
     model, tok, what = student(args.world)
     model.train()
-    from compact.world.tokenizer import thinking_token_ids
+    from compact.method.adaptability import thinking_token_ids
 
     teachers = ("t0", "t1", "t2", "t3")
     insts = toy_instances(args.questions, teachers=teachers)

@@ -87,7 +87,7 @@ def open_workbench(world_config: str, generate_config: str, *, seed: int = 0, qu
     from .teachers.generate import GenerateConfig, generate_store
     from .teachers.store import RationaleStore
     from .world.build import WorldConfig, build_world
-    from .world.tokenizer import thinking_token_ids
+    from .method.adaptability import thinking_token_ids
 
     if quiet:
         quiet_progress_bars()

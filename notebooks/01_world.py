@@ -55,7 +55,7 @@ from compact.config import load
 from compact.log import quiet_progress_bars, seed_everything
 from compact.paths import resolve
 from compact.world.build import WorldConfig, build_world
-from compact.world.tokenizer import THINKING_WORDS, thinking_token_ids
+from compact.method.adaptability import THINKING_WORDS, thinking_token_ids
 
 quiet_progress_bars()  # no widget progress bars in the book
 seed_everything(seed)

@@ -47,7 +47,7 @@ import pandas as pd
 from compact.teachers.simulated import DEFAULT_POOL
 from compact.teachers.view import build_instances, disagreement
 from compact.workbench import open_workbench
-from compact.world.tokenizer import thinking_token_ids
+from compact.method.adaptability import thinking_token_ids
 
 wb = open_workbench(world_config, generate_config, seed=seed)  # world, store, base student (cached)
 world, store, teachers = wb.world, wb.store, wb.teachers

@@ -51,7 +51,7 @@ def _load(student):
 
 def test_scores_match_objective_core_and_batching(student, data_file):
     from compact.inputs.encode import collate, encode_instances
-    from compact.world.tokenizer import thinking_token_ids
+    from compact.method.adaptability import thinking_token_ids
 
     model, tok = _load(student)
     inst = read_rationale_file(data_file)

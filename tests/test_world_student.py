@@ -11,9 +11,9 @@ import re
 import pytest
 
 from compact.config import load
+from compact.method.adaptability import THINKING_WORDS, thinking_token_ids
 from compact.paths import configs_dir
 from compact.provenance import read_manifest
-from compact.world import THINKING_WORDS, thinking_token_ids
 from compact.world import student as S
 from compact.world.build import World, WorldConfig, build_world, load_world, world_path
 

@@ -3,15 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from compact.method.adaptability import THINKING_WORDS, thinking_token_ids
 from compact.world import tasks as T
-from compact.world.tokenizer import (
-    END,
-    PAD,
-    THINKING_WORDS,
-    missing_thinking_words,
-    thinking_token_ids,
-    train_tokenizer,
-)
+from compact.world.tokenizer import END, PAD, missing_thinking_words, train_tokenizer
 
 
 @pytest.fixture(scope="module")

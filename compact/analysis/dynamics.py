@@ -7,12 +7,12 @@ the mean and std of alpha in each window. A curriculum shows as a trend: the Spe
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..data.records import iter_jsonl
 from ..errors import DataError
 from .validation import spearman
 
@@ -26,18 +26,11 @@ def read_alpha_log(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise DataError("file not found", path=str(p))
     rows = []
-    with open(p) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg})", path=str(p), record=f"line {n}") from None
-            for k in REQUIRED:
-                if k not in r:
-                    raise DataError("missing", path=str(p), record=f"line {n}", field=k)
-            rows.append(r)
+    for i, r in iter_jsonl(p):
+        for k in REQUIRED:
+            if k not in r:
+                raise DataError("missing", path=str(p), record=f"line {i + 1}", field=k)
+        rows.append(r)
     return rows
 
 

@@ -31,10 +31,12 @@ import torch
 from ..config import add_config_arguments, config_hash, load, save_yaml
 from ..data.answers import extract_strict, is_correct
 from ..data.benchmarks import read_local_rows
+from ..data.records import iter_jsonl
 from ..errors import ArtifactError, ConfigError, DataError
 from ..inputs.encode import collate, encode_instances
 from ..inputs.model import load_model, load_tokenizer, model_fingerprint
 from ..log import get_logger, progress
+from ..method.adaptability import thinking_token_ids
 from ..method.hsic import token_answer_hsic
 from ..method.objective import (
     ObjectiveConfig,
@@ -57,7 +59,6 @@ from ..teachers.generate import GenerateConfig, generate_store, store_root
 from ..teachers.store import RationaleStore
 from ..teachers.view import POLICIES, build_instances, read_instance_rows
 from ..world.build import WorldConfig, build_world
-from ..world.tokenizer import thinking_token_ids
 
 log = get_logger("scoring")
 
@@ -360,7 +361,7 @@ def run_score(cfg: ScoreConfig, *, force: bool = False) -> tuple[list[dict[str, 
     out = score_dir(cfg, fingerprint)
     if _reusable(out, cfg, fingerprint) and not force:
         log.info("reusing %s", out)
-        return [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()], out
+        return [row for _, row in iter_jsonl(out / "scores.jsonl", allow_empty=True)], out
     instances = load_input(cfg.input)
     student, tok_path = _student(cfg)
     model = load_model(student, dtype=cfg.dtype, device=cfg.device)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from ..errors import DataError
 from ..paths import resolve
 from .answers import last_boxed, normalize_number
-from .records import Example, decode_utf8
+from .records import Example, decode_utf8, iter_jsonl
 
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 
@@ -223,21 +223,7 @@ def read_local_rows(path: str | Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise DataError(f"cannot read ({exc.strerror or type(exc).__name__})", path=str(p)) from None
     if p.suffix == ".jsonl" or (p.suffix == ".json" and not text.lstrip().startswith(("[", "{\"data\""))):
-        rows = []
-        for n, line in enumerate(text.split("\n")):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg})", path=str(p), record=f"line {n + 1}") from None
-            except RecursionError:
-                raise DataError("JSON nested too deeply", path=str(p), record=f"line {n + 1}") from None
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object", path=str(p), record=f"line {n + 1}")
-            rows.append(row)
-        if not rows:
-            raise DataError("no records (the file is empty)", path=str(p))
+        rows = [row for _, row in iter_jsonl(p)]
         return rows
     try:
         data = json.loads(text)

@@ -123,11 +123,12 @@ def decode_utf8(data: bytes, path, *, line: int | None = None) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def iter_jsonl(path):
+def iter_jsonl(path, *, allow_empty: bool = False):
     """``(line index, row)`` for each non-blank line, each row a JSON object.
 
     Invalid JSON, bytes that are not UTF-8, a line that is not an object and a file without a single row
-    are DataErrors naming the file and the line.
+    (unless ``allow_empty``) are DataErrors naming the file and the line (counted from 1, as editors do; the
+    yielded index counts from 0). The package's one JSONL reader.
     """
     n = 0
     try:
@@ -144,7 +145,7 @@ def iter_jsonl(path):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg})", path=str(path), record=i) from None
+                raise DataError(f"invalid JSON ({exc.msg})", path=str(path), record=f"line {i + 1}") from None
             except RecursionError:
                 raise DataError("JSON nested too deeply", path=str(path), record=f"line {i + 1}") from None
             if not isinstance(row, dict):
@@ -152,7 +153,7 @@ def iter_jsonl(path):
                                 record=f"line {i + 1}")
             n += 1
             yield i, row
-    if not n:
+    if not n and not allow_empty:
         raise DataError("no records (the file is empty)", path=str(path))
 
 

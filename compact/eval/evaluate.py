@@ -30,7 +30,7 @@ from ..config import add_config_arguments, config_hash, load, save_yaml
 from ..config import load as load_cfg
 from ..data.answers import CHOICE_LETTERS, extract_lenient, extract_strict, is_correct
 from ..data.benchmarks import BenchmarkSpec, load_benchmark
-from ..data.records import Example, read_jsonl
+from ..data.records import Example, iter_jsonl, read_jsonl
 from ..errors import ArtifactError, ConfigError
 from ..inputs.model import load_model, load_tokenizer
 from ..log import get_logger, progress
@@ -141,7 +141,7 @@ class EvalResult:
         if not (out / "metrics.json").is_file() or not (out / "samples.jsonl").is_file():
             raise ArtifactError(f"{out}: not an evaluation folder (metrics.json + samples.jsonl expected)")
         m = json.loads((out / "metrics.json").read_text())
-        samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line.strip()]
+        samples = [row for _, row in iter_jsonl(out / "samples.jsonl", allow_empty=True)]
         return cls(samples=samples, metrics=m["metrics"], seconds=m.get("seconds", 0.0))
 
 

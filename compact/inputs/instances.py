@@ -78,13 +78,8 @@ def read_instances_jsonl(path: Path) -> list:
 
 def jsonl_lines(path: Path):
     """``("line N", row)`` for each non-blank line of a JSONL file (N counted from 1, as editors do)."""
-    try:
-        for i, row in iter_jsonl(path):
-            yield f"line {i + 1}", row
-    except DataError as exc:  # iter_jsonl counts lines from 0: report the line an editor shows
-        if isinstance(exc.record, int):
-            raise DataError(str(exc).split(": ", 1)[-1], path=f"{path}, line {exc.record + 1}") from None
-        raise
+    for i, row in iter_jsonl(path):
+        yield f"line {i + 1}", row
 
 
 def _select_teachers(inst, teachers: Sequence[str], where: str):

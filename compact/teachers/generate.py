@@ -192,15 +192,8 @@ def read_records(path: Path) -> list[Example]:
     if not path.is_file():
         raise DataError("records file not found", path=str(path))
     located: list[tuple[str, Example]] = []
-    try:
-        for i, row in iter_jsonl(path):
-            if not isinstance(row, dict):
-                raise DataError(f"expected a JSON object, got {type(row).__name__}", path=f"{path}, line {i + 1}")
-            located.append((f"line {i + 1}", Example.from_row(row, path=str(path), index=f"on line {i + 1}")))
-    except DataError as exc:  # iter_jsonl counts lines from 0: report the line an editor shows
-        if isinstance(exc.record, int) and exc.path == str(path) and exc.field is None:
-            raise DataError(str(exc).split(": ", 1)[-1], path=f"{path}, line {exc.record + 1}") from None
-        raise
+    for i, row in iter_jsonl(path):
+        located.append((f"line {i + 1}", Example.from_row(row, path=str(path), index=f"on line {i + 1}")))
     _check_unique(located, str(path))
     return [ex for _, ex in located]
 

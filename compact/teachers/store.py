@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 from ..config import config_hash, to_dict
 from ..data.answers import extract_strict, is_correct
-from ..data.records import Example, decode_utf8, from_dataset, to_dataset
+from ..data.records import Example, from_dataset, iter_jsonl, to_dataset
 from ..errors import ArtifactError, DataError
 from ..log import get_logger
 from ..provenance import (
@@ -337,14 +337,8 @@ class RationaleStore:
 
 
 def _read_shard(path: Path) -> Iterator[dict]:
-    with open(path, "rb") as fh:
-        for i, raw in enumerate(fh):
-            line = decode_utf8(raw, path, line=i + 1)
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg})", path=str(path), record=f"line {i + 1}") from None
-            yield check_row(row, str(path), i)
+    for i, row in iter_jsonl(path, allow_empty=True):
+        yield check_row(row, str(path), i)
 
 
 def _stats(rows: list[dict]) -> dict[str, Any]:

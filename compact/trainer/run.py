@@ -46,6 +46,7 @@ from ..inputs.model import (
     tokenizer_hash,
 )
 from ..log import get_logger, seed_everything, setup_logging
+from ..method.adaptability import thinking_token_ids
 from ..paths import resolve
 from ..provenance import file_lock, is_complete, storage_guard, tree_fingerprint
 from ..teachers.generate import load_config as load_generate
@@ -53,7 +54,6 @@ from ..teachers.generate import store_root
 from ..teachers.store import RationaleStore
 from ..teachers.view import check_instances
 from ..world.build import WorldConfig
-from ..world.tokenizer import thinking_token_ids
 from .config import TrainConfig
 from .loop import Prepared, make_accelerator, run_dirs, train_loop
 from .methods import oracle_keep, resolve_objective, single_teacher

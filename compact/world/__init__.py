@@ -3,8 +3,6 @@
 Everything is deterministic from a seed and cached by config hash (``compact world``). See
 :mod:`compact.world.tasks` (records), :mod:`compact.world.tokenizer` (BPE + chat template + thinking
 tokens), :mod:`compact.world.student` (Qwen2 student, base corpus, pretraining) and
-:mod:`compact.world.build` (configs, :class:`World`, :func:`build_world`).
+:mod:`compact.world.build` (configs, :class:`World`, :func:`build_world`). The thinking words and their
+token ids belong to the method (:mod:`compact.method.adaptability`).
 """
-from .tokenizer import THINKING_WORDS, thinking_token_ids
-
-__all__ = ["THINKING_WORDS", "thinking_token_ids"]

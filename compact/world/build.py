@@ -32,6 +32,7 @@ from .. import config as C
 from ..data.records import SPLITS, Example, read_jsonl, write_jsonl
 from ..errors import ArtifactError, ConfigError
 from ..log import get_logger, seed_everything
+from ..method.adaptability import THINKING_WORDS, thinking_token_ids
 from ..paths import configs_dir, resolve
 from ..provenance import (
     artifact_path,
@@ -45,12 +46,7 @@ from . import student as S
 from . import tasks as T
 from .calibration import calibrate, failed_gates, markdown
 from .student import arith_fact
-from .tokenizer import (
-    THINKING_WORDS,
-    missing_thinking_words,
-    thinking_token_ids,
-    train_tokenizer,
-)
+from .tokenizer import missing_thinking_words, train_tokenizer
 
 log = get_logger("world")
 

@@ -30,7 +30,7 @@ from tokenizers import (
 )
 
 # The specification's thinking words and their one-token rule live with the MI proxy that uses them.
-from ..method.adaptability import THINKING_WORDS, thinking_token_ids  # noqa: F401
+from ..method.adaptability import THINKING_WORDS
 
 PAD, USER, ASSISTANT, END = "<|pad|>", "<|user|>", "<|assistant|>", "<|end|>"
 # Qwen2Tokenizer declares <|endoftext|> its unknown token and adds it when missing (growing the vocab
@@ -112,10 +112,8 @@ __all__ = [
     "END",
     "PAD",
     "SPECIAL_TOKENS",
-    "THINKING_WORDS",
     "UNK",
     "USER",
     "missing_thinking_words",
-    "thinking_token_ids",
     "train_tokenizer",
 ]
