@@ -18,6 +18,7 @@ questions share the batch.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence
 
 import torch
@@ -54,6 +55,21 @@ def group_softmax(s: Tensor, group: Tensor) -> Tensor:
     e = torch.exp(s - peak[idx])
     total = torch.zeros(n_groups, dtype=s.dtype, device=s.device).index_add_(0, idx, e)
     return (e / total[idx]).float()
+
+
+def check_static_weights(weights: Sequence[float] | None, n_teachers: int | None = None) -> list[float]:
+    """The one validation of fixed per-teacher weights (config, method and objective): a non-empty list of
+    finite weights >= 0, not all zero, one per teacher when ``n_teachers`` is given. ValueError otherwise."""
+    ws = [float(w) for w in (weights or [])]
+    if not ws:
+        raise ValueError("weighting='static' needs static_weights (one per teacher)")
+    if any(not math.isfinite(w) or w < 0 for w in ws):
+        raise ValueError(f"static_weights must be finite and >= 0, got {list(weights)}")
+    if sum(ws) <= 0:
+        raise ValueError(f"static_weights must not all be zero, got {list(weights)}")
+    if n_teachers is not None and len(ws) != n_teachers:
+        raise ValueError(f"static_weights needs one weight per teacher ({n_teachers}), got {len(ws)}: {list(weights)}")
+    return ws
 
 
 def fuse(mi: Tensor, consensus: Tensor, difficulty: Tensor, group: Tensor,

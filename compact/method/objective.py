@@ -53,7 +53,7 @@ from .consensus import (
     find_attention_projections,
 )
 from .difficulty import IGNORE_INDEX, branch_loss, last_nonpad, shifted_labels
-from .fusion import fuse
+from .fusion import check_static_weights, fuse
 
 
 @dataclass
@@ -89,11 +89,8 @@ class ObjectiveConfig:
             raise ValueError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
         if self.forward_buckets < 1:
             raise ValueError(f"forward_buckets must be >= 1, got {self.forward_buckets}")
-        if self.weighting == "static":
-            if not self.static_weights:
-                raise ValueError("weighting='static' needs static_weights (one per teacher)")
-            if any(w < 0 for w in self.static_weights):
-                raise ValueError(f"static_weights must be >= 0, got {self.static_weights}")
+        if self.weighting == "static" or self.static_weights is not None:
+            check_static_weights(self.static_weights)
         for name, allowed in (("path", ("reference", "fast")), ("weighting", ("compact", "uniform", "static", "random")),
                               ("mi_variant", ("reference", "masked_mean")),
                               ("gqa_widening", ("element", "head_block")),

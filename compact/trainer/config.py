@@ -227,8 +227,6 @@ class TrainConfig:
         _check("objective.pair_threshold", self.objective.pair_threshold, lo=0.0)
         for i, b in enumerate(self.objective.beta):
             _check(f"objective.beta[{i}]", b)
-        for i, w in enumerate(self.objective.static_weights or []):
-            _check(f"objective.static_weights[{i}]", w, lo=0.0)
         if self.method == "single" and self.teacher is None:
             raise ValueError("method 'single' needs `teacher` (a teacher name or index)")
         if self.method != "single" and self.teacher is not None:

@@ -20,6 +20,7 @@ import dataclasses
 from typing import Sequence
 
 from ..errors import ConfigError
+from ..method.fusion import check_static_weights
 from ..method.objective import ObjectiveConfig
 
 
@@ -32,10 +33,10 @@ def resolve_objective(method: str, objective: ObjectiveConfig, teachers: Sequenc
     if method == "single":
         return dataclasses.replace(objective, weighting="uniform", consistency="none")
     if method == "static":
-        weights = list(objective.static_weights or [])
-        if len(weights) != len(teachers):
-            raise ConfigError(f"method 'static' needs objective.static_weights with one weight per teacher "
-                              f"({len(teachers)}: {list(teachers)}), got {weights}")
+        try:
+            check_static_weights(objective.static_weights, len(teachers))
+        except ValueError as exc:
+            raise ConfigError(f"method 'static', objective.static_weights: {exc} (teachers: {list(teachers)})") from None
         return dataclasses.replace(objective, weighting="static", consistency="none")
     if method == "mcckd":
         return dataclasses.replace(objective, weighting="uniform", consistency="answer_span")
