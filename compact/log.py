@@ -5,6 +5,7 @@ import logging
 import os
 import random
 import sys
+import warnings
 from typing import Iterable, TypeVar
 
 import numpy as np
@@ -69,8 +70,6 @@ def quiet_progress_bars() -> None:
     """No third-party progress bars or widget warnings (CI logs, pipeline workers, executed notebooks): the
     environment switches Hugging Face libraries read when first imported, and their switches when already
     imported; tqdm.auto's "IProgress not found" warning inside kernels without ipywidgets is silenced."""
-    import warnings
-
     for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
         os.environ.setdefault(var, "1")
     warnings.filterwarnings("ignore", message="IProgress not found")

@@ -23,8 +23,13 @@ from .config import config_hash, load
 from .errors import ConfigError
 from .inputs.encode import collate, encode_instances
 from .log import quiet_progress_bars, seed_everything
+from .method.adaptability import thinking_token_ids
 from .method.batch import Batch
 from .paths import repo_root, resolve
+from .teachers.generate import GenerateConfig, generate_store
+from .teachers.store import RationaleStore
+from .teachers.view import build_instances
+from .world.build import WorldConfig, build_world
 
 ID_DEV_KEYS: tuple[str, ...] = ("arith-dev", "variation-dev", "symbolic-dev")
 MAX_LENGTH = 512  # tokens per branch, the notebooks' default
@@ -32,7 +37,6 @@ MAX_LENGTH = 512  # tokens per branch, the notebooks' default
 
 class Forward(NamedTuple):
     """What a notebook reads from one student forward pass over a :class:`Batch`."""
-
     logits: Tensor          # (N, L, V)
     hidden: Tensor | None   # (N, L, H): the last hidden state (after the final norm), or None if not asked
 
@@ -56,7 +60,6 @@ class Workbench:
     def instances(self, keys: str | Sequence[str] = ID_DEV_KEYS, *, limit: int | None = None,
                   policy: str = "drop_question") -> list:
         """Multi-teacher instances of one or several store keys (e.g. ``"arith-dev"``), in order."""
-        from .teachers.view import build_instances
 
         keys = [keys] if isinstance(keys, str) else list(keys)
         out = [i for key in keys for i in build_instances(self.store, key, self.teachers, policy=policy)]
@@ -84,11 +87,6 @@ class Workbench:
 
 def open_workbench(world_config: str, generate_config: str, *, seed: int = 0, quiet: bool = True) -> Workbench:
     """Build (or reuse) the world and its rationale store; seed everything."""
-    from .teachers.generate import GenerateConfig, generate_store
-    from .teachers.store import RationaleStore
-    from .world.build import WorldConfig, build_world
-    from .method.adaptability import thinking_token_ids
-
     if quiet:
         quiet_progress_bars()
     seed_everything(seed)

@@ -166,7 +166,7 @@ RUNNERS = {"latent": run_latent, "validation": run_validation, "dynamics": run_d
 
 def analyze(cfg: AnalyzeConfig) -> dict[str, dict[str, Path]]:
     """Run ``cfg.analysis`` and write its tables and figures under ``results/`` with this config as provenance."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
 
 
     out = RUNNERS[cfg.analysis](cfg)

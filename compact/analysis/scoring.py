@@ -269,7 +269,7 @@ def flag_low_consensus(rows: list[dict[str, Any]], *, quantile: float = 0.1, z: 
 
 def to_dataset(rows: Sequence[dict[str, Any]]):
     """A ``datasets.Dataset`` of the score rows (``weight`` column = alpha)."""
-    import datasets
+    import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
     return datasets.Dataset.from_list(list(rows))
 

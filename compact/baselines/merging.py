@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
+from transformers import AutoConfig
 
 from ..errors import ArtifactError, ConfigError
 from ..log import get_logger
@@ -55,7 +56,7 @@ def load_state_dict(path: str | Path) -> StateDict:
 
 
 def _merged_adapter_state(p: Path) -> StateDict:
-    from peft import AutoPeftModelForCausalLM
+    from peft import AutoPeftModelForCausalLM  # local: optional extra [lora]
 
     model = AutoPeftModelForCausalLM.from_pretrained(str(p), torch_dtype=torch.float32)
     return {k: v.detach().clone() for k, v in model.merge_and_unload().state_dict().items()}
@@ -158,8 +159,7 @@ def save_model_folder(state_dict: Mapping[str, torch.Tensor], out_dir: str | Pat
                 and not f.name.endswith((".safetensors", ".bin", ".jsonl")):
             shutil.copy2(f, out / f.name)
     if (like / "adapter_config.json").is_file() and not (out / "config.json").is_file():
-        from peft import PeftConfig
-        from transformers import AutoConfig
+        from peft import PeftConfig  # local: optional extra [lora]
 
         base_id = PeftConfig.from_pretrained(str(like)).base_model_name_or_path
         AutoConfig.from_pretrained(base_id).save_pretrained(out)

@@ -570,7 +570,7 @@ def _numbers_equal(a: Fraction, b: Fraction) -> bool:
 def _math_verify_equal(pred: str, gold: str) -> Optional[bool]:
     """math-verify's verdict, or None when it is not installed or cannot parse either side."""
     try:
-        from math_verify import parse, verify
+        from math_verify import parse, verify  # local: optional extra [math]
     except ImportError:
         return None
     # math-verify's timeouts use SIGALRM, which exists only in the main thread
@@ -594,8 +594,8 @@ def _sympy_equal(pred: str, gold: str) -> Optional[bool]:
     ``test`` extras pin it (math-verify's parser accepts 4.9-4.13), so this fallback works in the venv.
     """
     try:
-        import sympy
-        from sympy.parsing.latex import parse_latex
+        import sympy  # local: heavy import: only for symbolic answers
+        from sympy.parsing.latex import parse_latex  # local: heavy import: only for symbolic answers
     except ImportError:
         return None
     try:

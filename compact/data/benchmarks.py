@@ -202,7 +202,7 @@ def read_local_rows(path: str | Path) -> list[dict[str, Any]]:
     if not p.exists():
         raise DataError("file not found", path=str(p))
     if p.is_dir():
-        import datasets
+        import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
         try:
             ds = datasets.load_from_disk(str(p))
@@ -212,7 +212,7 @@ def read_local_rows(path: str | Path) -> list[dict[str, Any]]:
             raise DataError(f"holds several splits {list(ds)}; point at one split's folder", path=str(p))
         return list(ds)
     if p.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # local: comes with datasets: only for parquet files
 
         try:
             return pq.read_table(str(p)).to_pylist()
@@ -241,7 +241,7 @@ def read_local_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _hub_rows(hub_id: str, config: str | None, split: str) -> list[dict[str, Any]]:
-    import datasets
+    import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
     try:
         ds = datasets.load_dataset(hub_id, config, split=split)

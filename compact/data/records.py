@@ -81,7 +81,7 @@ class Example:
 
 def to_dataset(examples: list[Example]):
     """A ``datasets.Dataset`` with the record's flat columns."""
-    import datasets
+    import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
     features = datasets.Features({
         "id": datasets.Value("string"), "question": datasets.Value("string"),

@@ -107,7 +107,7 @@ def load_student(cfg: TrainConfig, path: str | Path):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ArtifactError(f"cannot load the student {path}: {first}") from None
     if cfg.model.lora is not None:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # local: optional extra [lora]
 
         lc = cfg.model.lora
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}

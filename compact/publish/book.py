@@ -114,11 +114,11 @@ def build(results: Path, html_out: Path, *, work: Path | None = None, strict: bo
 
 def overview_figure(path: Path) -> Path:
     """Draw the method overview (teachers -> scores -> alpha -> weighted objective) as SVG and PNG."""
-    import matplotlib
+    import matplotlib  # local: plotting only: matplotlib is imported where a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # local: plotting only: matplotlib is imported where a figure is drawn
 
     plt.rcParams["svg.hashsalt"] = "compact"
     fig, ax = plt.subplots(figsize=(13, 4.6))

@@ -77,7 +77,7 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
     ``screenshot``: where the landing page's screenshot goes; ``shots``: {page (relative .html path):
     screenshot path} for further pages (a page that is not in the book is a problem).
     """
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # local: optional extra [browser]
 
     exe = chromium_path()
     if exe is None:

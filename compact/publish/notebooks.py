@@ -55,7 +55,7 @@ def private_kernel_dir() -> Path:
 
 def py_to_notebook(src: Path):
     """Read a jupytext ``.py`` source into an nbformat notebook with the ``compact`` kernelspec."""
-    import jupytext
+    import jupytext  # local: optional extra [book]
 
     nb = jupytext.read(src)
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python (compact)", "language": "python"}
@@ -66,8 +66,8 @@ def py_to_notebook(src: Path):
 def execute(src: Path, out: Path, *, parameters: dict[str, Any] | None = None, timeout: int = 1200,
             cwd: Path | None = None) -> Path:
     """Execute notebook ``src`` (``.py`` or ``.ipynb``) into ``out``; on failure raise, publish nothing."""
-    import nbformat
-    import papermill as pm
+    import nbformat  # local: optional extra [book]
+    import papermill as pm  # local: optional extra [book]
 
     src = Path(src)
     out = Path(out)
@@ -167,7 +167,7 @@ def _where_failed(exc: BaseException, nb) -> str:
 def _strip_volatile(path: Path) -> None:
     """Drop execution timestamps and durations so re-executions do not churn git diffs, and tag the parameter
     cells for the book: the notebook's defaults removed, papermill's injected values collapsed."""
-    import nbformat
+    import nbformat  # local: optional extra [book]
 
     nb = nbformat.read(path, as_version=4)
     nb.metadata.get("papermill", {}).pop("start_time", None)
@@ -193,8 +193,8 @@ def _strip_volatile(path: Path) -> None:
 
 def check_pairing(directory: Path | None = None) -> list[str]:
     """Problems with the ``.py``/``.ipynb`` pairs: missing partners, outputs committed, contents out of sync."""
-    import jupytext
-    import nbformat
+    import jupytext  # local: optional extra [book]
+    import nbformat  # local: optional extra [book]
 
     d = directory or notebooks_dir()
     problems = []

@@ -150,7 +150,7 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
               validation_limit: int = 100, latent_limit: int = 200, curves: Sequence[str] = (),
               curve_limit: int = 100) -> dict[str, Any]:
     """Write every table and figure of the results stage under ``results``."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
 
 
     prov = {"pipeline_keys": registry.get("keys", {}), "profile": registry.get("profile")}
@@ -374,7 +374,7 @@ def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
 
 def plot_curves(rows: Sequence[Mapping[str, Any]]):
     """In-distribution accuracy against the optimizer step, one line per method."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for name in dict.fromkeys(r["name"] for r in rows):

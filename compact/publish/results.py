@@ -179,7 +179,7 @@ def write_table(name: str, rows: Any, provenance: Mapping[str, Any] | None = Non
 def save_figure(fig: Any, name: str, provenance: Mapping[str, Any] | None = None, *, cfg: Any = None,
                 root: str | Path | None = None, dpi: int = 150, description: str = "") -> dict[str, Path]:
     """Save a matplotlib figure as PNG and SVG under ``results/figures/`` (deterministic bytes)."""
-    import matplotlib
+    import matplotlib  # local: plotting only: matplotlib is imported where a figure is drawn
 
     _check_name(name)
     base = Path(root) if root is not None else results_dir()

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import torch
+import transformers
 
 from ..data.records import Example
 from ..errors import CompactError, ConfigError
@@ -38,7 +39,6 @@ class HFTeacher:
             raise ConfigError(f"chat_template_fallback must be 'error' or 'plain', got {chat_template_fallback!r}")
         if batch_size < 1:
             raise ConfigError("batch_size must be >= 1")
-        import transformers
 
         self.model_id = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "in-memory"
         self.revision = revision

@@ -54,7 +54,7 @@ ROW_COLUMNS = ("id", "sample", "teacher", "rationale", "extracted", "parse_ok", 
 
 
 def row_features():
-    import datasets
+    import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
     return datasets.Features({
         "id": datasets.Value("string"), "sample": datasets.Value("int32"), "teacher": datasets.Value("string"),
@@ -177,7 +177,7 @@ class RationaleStore:
 
     def load(self, key: str, teacher: str):
         """The teacher's rationale Dataset for ``key`` (rows in question order, samples consecutive)."""
-        import datasets
+        import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
         d = self.teacher_dir(key, teacher)
         if not is_complete(d):
@@ -185,7 +185,7 @@ class RationaleStore:
         return datasets.load_from_disk(str(d))
 
     def questions(self, key: str) -> list[Example]:
-        import datasets
+        import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
         d = self.questions_dir(key)
         if not is_complete(d):
@@ -312,7 +312,7 @@ class RationaleStore:
 
     def _assemble(self, key: str, teacher: str, examples: list[Example], params: SamplingParams,
                   job: dict, job_hash: str, n_shards: int) -> Path:
-        import datasets
+        import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
         work = self.shards_dir(key, teacher)
         rows: list[dict] = []

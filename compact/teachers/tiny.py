@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from .prompts import INSTRUCTIONS, SYSTEM_PROMPT, USER_TEMPLATE
 
@@ -27,8 +28,6 @@ def tiny_tokenizer(chat_template: bool = True, vocab_size: int = 0) -> Any:
     template and a few arithmetic sentences, so prompts tokenize about as compactly as with a real
     tokenizer (the generation benchmark uses this: byte-level prompts would make prefill dominate).
     """
-    from transformers import PreTrainedTokenizerFast
-
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size:
 
@@ -58,8 +57,6 @@ def tiny_tokenizer(chat_template: bool = True, vocab_size: int = 0) -> Any:
 def tiny_llama(tokenizer: Any, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
                init_range: float = 0.5) -> Any:
     """A randomly initialised Llama sized for CPU tests (about 0.1M parameters at the defaults)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4,
                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
                       max_position_embeddings=2048, initializer_range=init_range, pad_token_id=tokenizer.pad_token_id,

@@ -139,7 +139,7 @@ def build_instances(store: RationaleStore | str | Path, split: str, teachers: li
 
 def instances_to_dataset(instances: list[Instance]):
     """A ``datasets.Dataset`` of instances (``rationales``/``teachers`` as string lists, labels JSON)."""
-    import datasets
+    import datasets  # local: heavy import (Arrow): only where a datasets folder is read or written
 
     features = datasets.Features({
         "id": datasets.Value("string"), "question": datasets.Value("string"), "answer": datasets.Value("string"),

@@ -26,7 +26,7 @@ log = get_logger("teachers.vllm")
 
 def _import_vllm():
     try:
-        import vllm
+        import vllm  # local: optional extra [vllm] (GPU machines)
     except ImportError:
         raise CompactError("the vLLM backend needs the optional extra: pip install 'compact[vllm]' "
                            "(GPU machines)") from None

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import gather_object
 from safetensors.torch import save_file
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from ..config import save_yaml, to_dict
 from ..errors import ArtifactError, ConfigError, TrainingError
@@ -70,7 +77,6 @@ def run_dirs(cfg: TrainConfig, root: Path | None = None) -> tuple[Path, Path]:
 
 
 def make_accelerator(cfg: TrainConfig, work: Path):
-    from accelerate import Accelerator, PartialState
 
     cpu = cfg.accelerator.cpu or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
@@ -89,12 +95,6 @@ def make_accelerator(cfg: TrainConfig, work: Path):
 
 def make_schedule(optimizer, cfg: TrainConfig, total_steps: int):
     """constant / linear / cosine learning rate, each with linear warmup (transformers' schedules)."""
-    from transformers import (
-        get_constant_schedule_with_warmup,
-        get_cosine_schedule_with_warmup,
-        get_linear_schedule_with_warmup,
-    )
-
     w = cfg.optim.warmup_steps
     if cfg.optim.schedule == "constant":
         return get_constant_schedule_with_warmup(optimizer, w)
@@ -252,7 +252,6 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
         loss_mean = (sums[:3] / n_proc).tolist()
         tokens += int(sums[3])
         if records and n_proc > 1:
-            from accelerate.utils import gather_object
 
             records = gather_object(records)
         if main:
@@ -303,7 +302,6 @@ def _checkpoint(acc, root: Path, step: int, model, optimizer, scheduler, steps_p
     """Gather every process's RNG state; the main process writes the checkpoint."""
     states = [rng_state()]
     if acc.num_processes > 1:
-        from accelerate.utils import gather_object
 
         states = gather_object(states)
     if acc.is_main_process:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from ..inputs.model import small_qwen2_config
 from ..teachers.view import Instance
@@ -40,8 +41,6 @@ PUNCT = list(".,?!:;+-*/=()'\"$%")
 
 def tiny_tokenizer(extra_words: list[str] | tuple[str, ...] = ()):
     """A word-level ``PreTrainedTokenizerFast`` (digits and punctuation split) with the chat template."""
-    from transformers import PreTrainedTokenizerFast
-
     vocab: dict[str, int] = {}
     for tok in [*SPECIAL, *[str(d) for d in range(10)], *PUNCT, *WORDS, *extra_words]:
         vocab.setdefault(tok, len(vocab))
@@ -61,8 +60,6 @@ def tiny_tokenizer(extra_words: list[str] | tuple[str, ...] = ()):
 
 def tiny_student(path: str | Path, *, seed: int = 0, tokenizer=None, **config_kwargs) -> Path:
     """Save a random tiny Qwen2 + tokenizer (safetensors) to ``path`` and return it."""
-    from transformers import AutoModelForCausalLM
-
     tok = tokenizer if tokenizer is not None else tiny_tokenizer()
     cfg = small_qwen2_config(len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                             **config_kwargs)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .. import config as C
 from ..data.records import SPLITS, Example, read_jsonl, write_jsonl
@@ -223,7 +224,6 @@ class World:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer_path))
         return self._tokenizer
@@ -250,7 +250,6 @@ class World:
 
     def load_student(self, dtype=None):
         """The base student in eval mode (float32 unless ``dtype`` says otherwise)."""
-        from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(str(self.student_path), dtype=dtype or torch.float32)
         return model.eval()

@@ -28,6 +28,7 @@ from tokenizers import (
     pre_tokenizers,
     trainers,
 )
+from transformers import PreTrainedTokenizerFast
 
 # The specification's thinking words and their one-token rule live with the MI proxy that uses them.
 from ..method.adaptability import THINKING_WORDS
@@ -65,8 +66,6 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int, min_frequency: int
     Every single-word thinking word is appended ``thinking_repeats`` times, bare and after a space, so
     its merges are among the most frequent and it ends up one token both ways (checked by the caller).
     """
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.normalizer = normalizers.NFC()
     # Qwen2's split: \p{N} isolates each digit; then byte-level (no second regex).
