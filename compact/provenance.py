@@ -88,7 +88,6 @@ def hardware() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
     }
     try:
-
         info["torch_threads"] = torch.get_num_threads()
         info["cuda"] = torch.cuda.is_available()
         if torch.cuda.is_available():

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import add_config_arguments, load
-from ..config import load as load_cfg
 from ..data.benchmarks import read_local_rows
 from ..errors import ConfigError, DataError
 from ..eval.evaluate import EvalResult
@@ -25,7 +24,7 @@ from ..inputs.model import load_model, load_tokenizer
 from ..log import get_logger
 from ..paths import resolve
 from ..publish.results import save_figure, write_table
-from ..world.build import World, WorldConfig, build_world
+from ..world.build import World, world_from
 from .dynamics import (
     alpha_windows,
     curriculum_trend,
@@ -72,16 +71,11 @@ class AnalyzeConfig:
             raise ValueError("limit and n_windows must be >= 1")
 
 
-def _world(cfg: AnalyzeConfig):
-
-    return build_world(load_cfg(WorldConfig, cfg.world))
-
-
 def run_latent(cfg: AnalyzeConfig) -> dict[str, Any]:
     """Representations of OOD questions for base + methods, PCA shift + CKA table, scatter figure."""
     if not cfg.models:
         raise ConfigError("analysis=latent needs models.<method>=<HF folder> (one or more)")
-    world = _world(cfg)  # the OOD questions come from the world
+    world = world_from(cfg.world)  # the OOD questions come from the world
     base_path = cfg.base_model or str(world.student_path)
     tasks = cfg.tasks or list(world.ood_tasks)
     examples = [e for t in tasks for e in world.examples(t, cfg.split)[:cfg.limit]]
@@ -131,7 +125,6 @@ def run_validation(cfg: AnalyzeConfig) -> dict[str, Any]:
 
 
 def run_dynamics(cfg: AnalyzeConfig) -> dict[str, Any]:
-
     if not cfg.runs:
         raise ConfigError("analysis=dynamics needs runs.<method>=<training run folder>")
     windows, trends, figures = [], [], {}
@@ -145,7 +138,6 @@ def run_dynamics(cfg: AnalyzeConfig) -> dict[str, Any]:
 
 
 def run_forgetting(cfg: AnalyzeConfig) -> dict[str, Any]:
-
     if not cfg.base_eval or not cfg.evals:
         raise ConfigError("analysis=forgetting needs base_eval=<eval folder> and evals.<method>=<eval folder>")
     before = EvalResult.read(resolve(cfg.base_eval))
@@ -153,7 +145,6 @@ def run_forgetting(cfg: AnalyzeConfig) -> dict[str, Any]:
     if cfg.tasks:
         ood, id_tasks = cfg.tasks, []
     else:
-
         ood, id_tasks = list(World.ood_tasks), list(World.id_tasks)
     rows = forgetting_table(before, after, ood_tasks=ood, id_tasks=id_tasks, mode=cfg.mode,
                             n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)

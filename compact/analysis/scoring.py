@@ -58,7 +58,7 @@ from ..provenance import (
 from ..teachers.generate import GenerateConfig, generate_store, store_root
 from ..teachers.store import RationaleStore
 from ..teachers.view import POLICIES, build_instances, read_instance_rows
-from ..world.build import WorldConfig, build_world
+from ..world.build import WorldConfig, world_from
 
 log = get_logger("scoring")
 
@@ -75,7 +75,6 @@ class ScoreInput:
     limit: int = 0                   # first N instances (0 = all)
 
     def validate(self) -> None:
-
         if sum(map(bool, (self.store, self.generate, self.path))) != 1:
             raise ValueError("give exactly one of input.store (a rationale store), input.generate (a generate "
                              "config) or input.path (a json/jsonl/parquet file)")
@@ -163,7 +162,6 @@ def load_input(inp: ScoreInput):
         return read_rationale_file(inp.path, limit=inp.limit)
 
     if inp.generate:
-
         store = generate_store(load(GenerateConfig, inp.generate))
     else:
         store = resolve(inp.store)
@@ -213,7 +211,6 @@ def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | No
             res = objective_from_outputs(out.logits, hidden, lm_head_weight(model), proj, batch, ocfg)
             hs = None
             if cfg.hsic:
-
                 gold = _gold_representation(model, batch.gold_ids, batch.gold_mask)[batch.group]  # (N, H)
                 tok = token_answer_hsic(hidden.float(), gold.float(), batch.attention_mask, normalize=True)  # (N, L)
                 pos = torch.arange(tok.shape[1], device=device)[None, :]
@@ -297,7 +294,7 @@ def _student(cfg: ScoreConfig) -> tuple[str, str]:
     if not cfg.world:
         raise ConfigError("give student=<HF folder> or world=<world config> (its base student)")
 
-    world = build_world(load(WorldConfig, cfg.world))
+    world = world_from(cfg.world)
     tok = cfg.tokenizer or (str(world.student_path) if (world.student_path / "tokenizer_config.json").is_file()
                             else str(world.tokenizer_path))
     return str(world.student_path), tok
@@ -310,13 +307,10 @@ def inputs_fingerprint(cfg: ScoreConfig) -> dict[str, Any]:
     if inp.path:
         out["input"] = tree_fingerprint(resolve(inp.path))
     elif inp.generate:
-
         out["input"] = store_root(load(GenerateConfig, inp.generate)).name
     elif inp.store:
-
         out["input"] = RationaleStore(resolve(inp.store)).fingerprint([inp.split], inp.teachers or None)
     if cfg.world and not cfg.student:
-
         out["world"] = config_hash(load(WorldConfig, cfg.world))
     for key in ("student", "tokenizer"):
         value = getattr(cfg, key)

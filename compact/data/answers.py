@@ -595,7 +595,9 @@ def _sympy_equal(pred: str, gold: str) -> Optional[bool]:
     """
     try:
         import sympy  # local: heavy import: only for symbolic answers
-        from sympy.parsing.latex import parse_latex  # local: heavy import: only for symbolic answers
+        from sympy.parsing.latex import (
+            parse_latex,  # local: heavy import: only for symbolic answers
+        )
     except ImportError:
         return None
     try:

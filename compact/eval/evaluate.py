@@ -27,7 +27,6 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ..config import add_config_arguments, config_hash, load, save_yaml
-from ..config import load as load_cfg
 from ..data.answers import CHOICE_LETTERS, extract_lenient, extract_strict, is_correct
 from ..data.benchmarks import BenchmarkSpec, load_benchmark
 from ..data.records import Example, iter_jsonl, read_jsonl
@@ -36,7 +35,7 @@ from ..inputs.model import load_model, load_tokenizer
 from ..log import get_logger, progress
 from ..paths import artifacts_dir, resolve
 from ..provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
-from ..world.build import WorldConfig, build_world
+from ..world.build import world_from
 from ..world.tasks import probe_verdict
 from .decode import AnswerLineStop, eos_token_ids, format_prompt, greedy_generate
 from .loglik import probe_beliefs
@@ -181,8 +180,7 @@ def load_examples(data: EvalData) -> list[Example]:
     elif data.source == "jsonl":
         exs = read_jsonl(resolve(data.path))
     else:
-
-        world = build_world(load_cfg(WorldConfig, data.world))
+        world = world_from(data.world)
         tasks = data.tasks or [*world.id_tasks, *world.ood_tasks]
         exs = []
         for t in tasks:

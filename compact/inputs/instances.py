@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..config import load
 from ..data.records import iter_jsonl
 from ..errors import ArtifactError, ConfigError, DataError
 from ..paths import resolve
@@ -15,7 +14,7 @@ from ..provenance import read_manifest
 from ..teachers.generate import generate_store
 from ..teachers.generate import load_config as load_generate
 from ..teachers.view import build_instances, read_instance_rows
-from ..world.build import WorldConfig, build_world
+from ..world.build import world_from
 from .model import tokenizer_hash
 
 if TYPE_CHECKING:  # the trainer's config type: annotations only (the trainer stands above this room)
@@ -32,7 +31,7 @@ def instances_hash(instances: Sequence) -> str:
 
 def world_for(cfg: TrainConfig):
     """The embedded world ``data.world`` names (built or reused)."""
-    return build_world(load(WorldConfig, cfg.data.world))
+    return world_from(cfg.data.world)
 
 
 def load_instances(cfg: TrainConfig) -> tuple[list, dict[str, Any]]:

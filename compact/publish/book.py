@@ -118,7 +118,10 @@ def overview_figure(path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # local: plotting only: matplotlib is imported where a figure is drawn
+    from matplotlib.patches import (  # local: plotting only: matplotlib is imported where a figure is drawn
+        FancyArrowPatch,
+        FancyBboxPatch,
+    )
 
     plt.rcParams["svg.hashsalt"] = "compact"
     fig, ax = plt.subplots(figsize=(13, 4.6))

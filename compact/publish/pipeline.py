@@ -89,13 +89,11 @@ def _init_worker() -> None:
 
 
 def _train_worker(tcfg, force: bool = False) -> str:
-
     setup_logging("WARNING")
     return str(train(tcfg, force=force))
 
 
 def _eval_worker(ecfgs, force: bool = False) -> tuple[list[str], dict]:
-
     setup_logging("WARNING")
     dirs, metrics = [], {}
     for ecfg in ecfgs:
@@ -155,14 +153,12 @@ class Runner:
         if self.plan.world_cfg is None:
             return None
         if self._world is None:
-
             log.info("stage world (%s)", self.plan.keys["world"])
             self._world = self._timed("world", lambda: build_world(self.plan.world_cfg, force=self.force))
         return self._world
 
     def store(self) -> Path:
         if self._store is None:
-
             self.world()
             log.info("stage rationales (%s)", self.plan.keys["generate"])
             self._store = self._timed("rationales", lambda: generate_store(self.plan.generate_cfg))
@@ -177,7 +173,6 @@ class Runner:
         return {k: Path(v) for k, v in done.items()}
 
     def merge_all(self, run_dirs: dict[str, Path]) -> dict[str, Path]:
-
         out = {}
         for mid, m in self.plan.merges.items():
             spec = m["spec"]
@@ -282,7 +277,6 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
     summary = {"profile": cfg.profile, "trained": bool(force or runner.timings.get("training")),
                "notebooks_executed": [p.stem for p in todo], "timings_s": runner.timings}
     if book:
-
         overview_figure(book_dir() / "figures" / "overview")
         t_book = time.time()
         build_book(results, resolve(cfg.html))

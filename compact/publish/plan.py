@@ -137,7 +137,6 @@ class Plan:
 
 
 def train_config_for(cfg: PipelineConfig, spec: RunSpec, seed: int):
-
     over = [*([f"data.world={cfg.world}"] if cfg.world else []), f"data.generate={cfg.generate}",
             *cfg.train_overrides, *spec.overrides, f"seed={seed}", f"name={spec.name}-s{seed}"]
     if spec.name in cfg.curves and seed == min(spec.seeds):
@@ -155,7 +154,6 @@ NOTEBOOK_EXECUTOR = 2
 
 
 def make_plan(cfg: PipelineConfig) -> Plan:
-
     world_cfg = load(WorldConfig, cfg.world) if cfg.world else None
     generate_cfg = load_generate_config(cfg.generate)
     if cfg.world and resolve(generate_cfg.inputs.world) != resolve(cfg.world):
@@ -199,7 +197,6 @@ def make_plan(cfg: PipelineConfig) -> Plan:
 
 
 def selected_notebooks(cfg: PipelineConfig) -> list[Path]:
-
     all_nb = notebook_sources()
     if not cfg.notebooks:
         return all_nb

@@ -53,7 +53,6 @@ def _models(registry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _samples(registry: Mapping[str, Any], mid: str) -> list[dict[str, Any]]:
-
     rows = []
     for d in registry["evals"][mid]["dirs"]:
         rows += EvalResult.read(resolve(d)).samples
@@ -165,7 +164,6 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     # the instrument: the world's calibration table, as the build measured it
     world = runner.world() if runner is not None else None
     if world is not None and (world.path / "calibration.json").is_file():
-
         table = json.loads((world.path / "calibration.json").read_text())
         written["calibration/calibration"] = write_table("calibration/calibration", table["rows"], prov, root=results)
         written["calibration/rationales"] = write_table("calibration/rationales", rationale_lengths(registry, runner),
@@ -293,7 +291,6 @@ def step_costs(registry: Mapping[str, Any]) -> dict[str, Any]:
             continue
         per["single" if meta.get("method") == "single" else "multi"].append(s["time_s"] / s["steps"])
         if qps is None:
-
             qps = load_train_config(resolve(meta["path"]) / "config.yaml").optim.questions_per_step
     return {"questions_per_step": qps,
             **{f"{k}_runs": len(v) for k, v in per.items()},

@@ -99,7 +99,6 @@ def _markdown(columns: Sequence[str], rows: Sequence[dict[str, Any]], digits: in
 
 
 def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)

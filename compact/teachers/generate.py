@@ -142,7 +142,6 @@ def inputs_identity(inputs: InputsConfig) -> dict[str, Any]:
         return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
 
     if inputs.kind == "world":
-
         return {"world": C.config_hash(load_world_config(inputs.world))}
     if inputs.kind == "records":
         return {k: file_hash(v) for k, v in sorted(inputs.records.items())}
@@ -167,7 +166,6 @@ def load_inputs(inputs: InputsConfig) -> dict[str, list[Example]]:
     """Questions per store key (``"<dataset>-<split>"``), in a fixed order."""
     out: dict[str, list[Example]] = {}
     if inputs.kind == "world":
-
         world = build_world(load_world_config(inputs.world))
         for task in inputs.tasks:
             for split in inputs.splits:
@@ -211,11 +209,9 @@ def make_teacher(spec: TeacherSpec):
     if spec.backend == "simulated":
         return SimulatedTeacher(spec.name, spec.profile, paper_name=spec.paper_name, delay_s=spec.delay_s)
     if spec.backend == "hf":
-
         return HFTeacher(spec.model, name=spec.name, revision=spec.revision or None, batch_size=spec.batch_size,
                          dtype=spec.dtype, chat_template_fallback=spec.chat_template_fallback)
     if spec.backend == "vllm":
-
         return VLLMTeacher(spec.model, name=spec.name, revision=spec.revision or None, dtype=spec.dtype,
                            tensor_parallel_size=spec.tensor_parallel_size,
                            chat_template_fallback=spec.chat_template_fallback)
@@ -300,7 +296,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
     root = generate_store(cfg)
     rows = summarize(RationaleStore(root))

@@ -77,7 +77,6 @@ class HFTeacher:
         return render_prompt(self.tokenizer, ex, fallback=self.fallback, teacher=self.name, model_id=self.model_id)
 
     def generate(self, prompts: list[Example], params: SamplingParams) -> list[list[Generation]]:
-
         params.validate()
         sample = params.temperature > 0
         if params.n > 1 and not sample:

@@ -30,7 +30,6 @@ def tiny_tokenizer(chat_template: bool = True, vocab_size: int = 0) -> Any:
     """
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size:
-
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         corpus = [SYSTEM_PROMPT, USER_TEMPLATE, *INSTRUCTIONS.values(), CHAT_TEMPLATE] * 20

@@ -60,7 +60,6 @@ class DataConfig:
     max_instances: Optional[int] = None      # first N instances (after the view's order), for smoke runs
 
     def validate(self) -> None:
-
         given = [k for k in ("store", "generate", "instances") if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give one of data.store, data.generate, data.instances (got {given})")

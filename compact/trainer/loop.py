@@ -77,7 +77,6 @@ def run_dirs(cfg: TrainConfig, root: Path | None = None) -> tuple[Path, Path]:
 
 
 def make_accelerator(cfg: TrainConfig, work: Path):
-
     cpu = cfg.accelerator.cpu or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
     n_proc = state.num_processes
@@ -252,7 +251,6 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
         loss_mean = (sums[:3] / n_proc).tolist()
         tokens += int(sums[3])
         if records and n_proc > 1:
-
             records = gather_object(records)
         if main:
             entry: dict[str, Any] = {"step": step, "epoch": epoch + 1, "lr": lr, "loss": loss_mean[0],
@@ -302,7 +300,6 @@ def _checkpoint(acc, root: Path, step: int, model, optimizer, scheduler, steps_p
     """Gather every process's RNG state; the main process writes the checkpoint."""
     states = [rng_state()]
     if acc.num_processes > 1:
-
         states = gather_object(states)
     if acc.is_main_process:
         epoch, in_epoch = divmod(step, steps_per_epoch)

@@ -75,7 +75,6 @@ def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prep
         if instances is None:
             instances, info = load_instances(cfg)
         else:
-
             instances = check_instances(instances, path="the instances given to train()")
             if cfg.data.max_instances is not None:
                 instances = instances[: cfg.data.max_instances]
@@ -136,13 +135,10 @@ def inputs_fingerprint(cfg: TrainConfig, instances: Sequence | None = None) -> d
     elif d.instances is not None:
         out["instances"] = tree_fingerprint(resolve(d.instances))
     elif d.generate is not None:
-
         out["store"] = store_root(load_generate(d.generate)).name
     elif d.store is not None:
-
         out["store"] = RationaleStore(resolve(d.store)).fingerprint(d.split, d.teachers or None)
     if d.world is not None:
-
         out["world"] = config_hash(load(WorldConfig, d.world))
     if cfg.model.path is not None and resolve(cfg.model.path).is_dir():
         out["student"] = model_fingerprint(resolve(cfg.model.path))

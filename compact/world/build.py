@@ -224,7 +224,6 @@ class World:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer_path))
         return self._tokenizer
 
@@ -285,6 +284,11 @@ def load_world(path: str | Path) -> World:
 
 def world_path(cfg: WorldConfig, root: Path | None = None) -> Path:
     return artifact_path("world", cfg, root=root)
+
+
+def world_from(config: str | Path) -> World:
+    """The world a world config file names (built or reused): what every stage that reads a world calls."""
+    return build_world(C.load(WorldConfig, config))
 
 
 def build_world(cfg: WorldConfig, force: bool = False, root: Path | None = None) -> World:
@@ -375,7 +379,6 @@ def _build_into(out: Path, cfg: WorldConfig) -> dict[str, Any]:
         timings["base_eval"] = time.perf_counter() - t0
     # 5. the calibration table (worlds whose OOD questions carry knowledge probes)
     if cfg.tasks.knowledge_probes:
-
         t0 = time.perf_counter()
         table = calibrate(model, tok, data, cfg.tasks.max_value)
         write_json(out / "calibration.json", table)
@@ -417,7 +420,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-
     # a killed build must not leave its temporary directory behind: SIGTERM unwinds like Ctrl-C
     if hasattr(signal, "SIGTERM"):
         try:
@@ -448,6 +450,7 @@ __all__ = [
     "build_world",
     "load_config",
     "load_world",
+    "world_from",
     "world_path",
 ]
 
