@@ -300,23 +300,33 @@ def test_deterministic():
 
 @pytest.mark.parametrize("cfg", [ObjectiveConfig(), ObjectiveConfig(weighting="uniform"),
                                  ObjectiveConfig(mi_variant="masked_mean")], ids=["reference-mi", "uniform", "masked"])
-def test_bucketed_forward_equals_one_padded_forward(cfg):
+def test_bucketed_forward_equals_one_padded_forward(cfg, monkeypatch):
     """Length buckets change no loss, score, weight or gradient: rows bucket freely when the weights do not
-    read padding, whole questions when the reference MI proxy does (it sums over the question's padding)."""
+    read padding, whole questions when the reference MI proxy does (it sums over the question's padding).
+
+    Buckets are forwards of other shapes, so the raw scores may differ in their last bits on another CPU; as in
+    :func:`compare_paths`, scores and alpha are held to the tolerance the z-scores allow, then loss and every
+    gradient to ``TOL`` with the bucketed run fed the padded run's (S, alpha)."""
     import dataclasses
+
+    import compact.method.objective as objective
 
     model = tiny_qwen2()
     batch = synthetic_batch(6, 4, 24, 64, seed=11)
-    one, g_one = run(model, batch, dataclasses.replace(cfg, forward_buckets=1))
-    many, g_many = run(model, batch, dataclasses.replace(cfg, forward_buckets=4))
-    for name in ("loss", "loss_sft", "loss_consistency", "alpha", "mi", "consensus", "difficulty"):
-        a, b = getattr(one, name), getattr(many, name)
-        if name == "mi" and cfg.weighting == "uniform":  # not read by these weights: not reported, not wrong
-            assert b is None and many.fused is None
-            continue
-        assert torch.allclose(a, b, atol=TOL, rtol=1e-4), name
-    for name, grad in g_one.items():
-        assert torch.allclose(g_many[name], grad, atol=TOL, rtol=1e-4), name
+    one_cfg, many_cfg = (dataclasses.replace(cfg, forward_buckets=b) for b in (1, 4))
+    one, g_one = run(model, batch, one_cfg)
+    many, g_many = run(model, batch, many_cfg)
+    if cfg.weighting == "uniform":  # the MI proxy is not read by these weights: not reported, not wrong
+        assert many.mi is None and many.fused is None
+        many.mi, many.fused = one.mi, one.fused
+    assert_same(many, one, g_many, g_one, group=batch.group, cfg=cfg)
+    with monkeypatch.context() as m:
+        m.setattr(objective, "_fuse", lambda *a, **k: (one.fused.clone(), one.alpha.clone()))
+        pinned, g_pinned = run(model, batch, many_cfg)
+    if cfg.weighting == "uniform":
+        pinned.mi, pinned.fused = one.mi, one.fused
+    assert torch.equal(pinned.alpha, one.alpha)
+    assert_same(pinned, one, g_pinned, g_one, group=batch.group, cfg=cfg)
 
 
 def test_row_buckets_would_change_the_reference_mi():
