@@ -60,7 +60,6 @@ class Workbench:
     def instances(self, keys: str | Sequence[str] = ID_DEV_KEYS, *, limit: int | None = None,
                   policy: str = "drop_question") -> list:
         """Multi-teacher instances of one or several store keys (e.g. ``"arith-dev"``), in order."""
-
         keys = [keys] if isinstance(keys, str) else list(keys)
         out = [i for key in keys for i in build_instances(self.store, key, self.teachers, policy=policy)]
         return out[:limit] if limit is not None else out

@@ -159,7 +159,6 @@ def analyze(cfg: AnalyzeConfig) -> dict[str, dict[str, Path]]:
     """Run ``cfg.analysis`` and write its tables and figures under ``results/`` with this config as provenance."""
     import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
 
-
     out = RUNNERS[cfg.analysis](cfg)
     prefix = cfg.name or cfg.analysis
     root = resolve(cfg.results_root) if cfg.results_root else None

@@ -218,13 +218,14 @@ def read_local_rows(path: str | Path) -> list[dict[str, Any]]:
             return pq.read_table(str(p)).to_pylist()
         except Exception as exc:
             raise DataError(f"unreadable parquet ({type(exc).__name__})", path=str(p)) from None
+    if p.suffix == ".jsonl":
+        return [row for _, row in iter_jsonl(p)]
     try:
         text = decode_utf8(p.read_bytes(), p)
     except OSError as exc:
         raise DataError(f"cannot read ({exc.strerror or type(exc).__name__})", path=str(p)) from None
-    if p.suffix == ".jsonl" or (p.suffix == ".json" and not text.lstrip().startswith(("[", "{\"data\""))):
-        rows = [row for _, row in iter_jsonl(p)]
-        return rows
+    if p.suffix == ".json" and not text.lstrip().startswith(("[", "{\"data\"")):  # JSON Lines named .json
+        return [row for _, row in iter_jsonl(p)]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

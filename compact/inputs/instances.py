@@ -14,7 +14,6 @@ from ..provenance import read_manifest
 from ..teachers.generate import generate_store
 from ..teachers.generate import load_config as load_generate
 from ..teachers.view import build_instances, read_instance_rows
-from ..world.build import world_from
 from .model import tokenizer_hash
 
 if TYPE_CHECKING:  # the trainer's config type: annotations only (the trainer stands above this room)
@@ -27,11 +26,6 @@ def instances_hash(instances: Sequence) -> str:
         h.update(json.dumps([inst.id, inst.question, inst.answer, list(inst.teachers), list(inst.rationales)],
                             separators=(",", ":")).encode())
     return h.hexdigest()[:16]
-
-
-def world_for(cfg: TrainConfig):
-    """The embedded world ``data.world`` names (built or reused)."""
-    return world_from(cfg.data.world)
 
 
 def load_instances(cfg: TrainConfig) -> tuple[list, dict[str, Any]]:

@@ -55,13 +55,13 @@ def tokenizer_hash(tokenizer) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _weights_of(path: Path) -> tuple[bool, bool]:
-    """(has safetensors weights, has pickle weights) of a local model folder."""
+def _weights_of(path: Path) -> tuple[bool, list[str]]:
+    """(has safetensors weights, the pickle weight files) of a local model or adapter folder."""
     names = {f.name for f in path.iterdir()} if path.is_dir() else set()
     safe = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
-    pickle = any(n in ("pytorch_model.bin", "pytorch_model.bin.index.json") or
-                 (n.startswith("pytorch_model-") and n.endswith(".bin")) for n in names)
-    return safe, pickle
+    pickled = sorted(n for n in names if n.startswith(("pytorch_model", "adapter_model"))
+                     and n.endswith((".bin", ".bin.index.json")))
+    return safe, pickled
 
 
 def resolve_attn_implementation(name: str | None) -> str | None:
@@ -91,12 +91,12 @@ def load_student(cfg: TrainConfig, path: str | Path):
         kwargs["attn_implementation"] = attn
     local = Path(path)
     if local.is_dir():
-        safe, pickle = _weights_of(local)
-        if not safe and pickle and not cfg.model.allow_pickle:
-            raise ArtifactError(f"the student {local} has only pickle weights (pytorch_model.bin) and no "
+        safe, pickled = _weights_of(local)
+        if not safe and pickled and not cfg.model.allow_pickle:
+            raise ArtifactError(f"the student {local} has only pickle weights ({', '.join(pickled)}) and no "
                                 "model.safetensors; loading a pickle can run code: convert it to safetensors or "
                                 "set model.allow_pickle=true")
-        if not safe and not pickle and not (local / "adapter_config.json").is_file():
+        if not safe and not pickled and not (local / "adapter_config.json").is_file():
             raise ArtifactError(f"the student {local} has no weights (model.safetensors is missing)")
         kwargs["use_safetensors"] = safe or not cfg.model.allow_pickle
     elif not cfg.model.allow_pickle:
@@ -171,9 +171,7 @@ def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"
     torch_dtype = getattr(torch, dtype)
     adapter = (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
     if p.is_dir():
-        names = {f.name for f in p.iterdir()}
-        has_safe = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
-        pickled = sorted(n for n in names if n.endswith(".bin") and n.startswith(("pytorch_model", "adapter_model")))
+        has_safe, pickled = _weights_of(p)
         if not has_safe:
             what = "adapter_model.safetensors" if adapter else "model.safetensors"
             raise ArtifactError(

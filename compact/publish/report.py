@@ -151,7 +151,6 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     """Write every table and figure of the results stage under ``results``."""
     import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
 
-
     prov = {"pipeline_keys": registry.get("keys", {}), "profile": registry.get("profile")}
     written: dict[str, Any] = {}
     tables = main_tables(registry, n_bootstrap=n_bootstrap)

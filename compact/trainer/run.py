@@ -36,7 +36,6 @@ from ..inputs.instances import (
     check_store_tokenizer,
     instances_hash,
     load_instances,
-    world_for,
 )
 from ..inputs.model import (
     check_model,
@@ -53,7 +52,7 @@ from ..teachers.generate import load_config as load_generate
 from ..teachers.generate import store_root
 from ..teachers.store import RationaleStore
 from ..teachers.view import check_instances
-from ..world.build import WorldConfig
+from ..world.build import WorldConfig, world_from
 from .config import TrainConfig
 from .loop import Prepared, make_accelerator, run_dirs, train_loop
 from .methods import oracle_keep, resolve_objective, single_teacher
@@ -83,7 +82,7 @@ def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prep
         if student is None:
             if cfg.data.world is None:
                 raise ConfigError("give model.path (a student folder or hub id) or data.world (its student)")
-            world = world_for(cfg)
+            world = world_from(cfg.data.world)
             student = str(world.student_path)
             if not (world.student_path / "tokenizer_config.json").is_file():
                 tok_path = world.tokenizer_path
