@@ -41,7 +41,7 @@ generate_config = "configs/generate/smoke.yaml"
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import SVG, display
+from IPython.display import Image, display
 
 from compact.analysis.forgetting import plot_forgetting
 from compact.paths import resolve
@@ -57,8 +57,8 @@ shift = pd.DataFrame(read_table("latent/pca_shift", root))
 shift.sort_values("centroid_distance").style.hide(axis="index").format(precision=3)
 
 # %%
-fig_path = root / "figures" / "latent" / "pca_shift.svg"
-display(SVG(filename=str(fig_path)))
+fig_path = root / "figures" / "latent" / "pca_shift.png"  # the SVG beside it is the vector copy
+display(Image(filename=str(fig_path)))
 
 # %% [markdown]
 # ## Forgetting: OOD accuracy before and after
