@@ -5,6 +5,7 @@ import pytest
 
 from compact import config as C
 from compact.errors import ConfigError
+from compact.paths import configs_dir
 
 
 @dataclasses.dataclass
@@ -71,3 +72,29 @@ def test_base_chain_and_hash(tmp_path):
     same = C.load(Outer, None, ["name=base", "inner.steps=7", "inner.lr=0.5"])
     assert C.config_hash(cfg) == C.config_hash(same)
     assert C.config_hash(cfg) != C.config_hash(C.replace(cfg, **{"inner.steps": 8}))
+
+
+def test_method_presets_fill_the_objective_and_refuse_a_contradiction(tmp_path):
+    """`method:` fixes part of the objective: the loaded config says it, and a config that says otherwise fails."""
+    from compact.errors import ConfigError
+    from compact.method.objective import ObjectiveConfig
+    from compact.trainer.config import TrainConfig
+    from compact.trainer.methods import PRESETS
+    from compact.trainer.run import load_config
+
+    for path in sorted((configs_dir() / "train").glob("*.yaml")) + sorted((configs_dir() / "paper").glob("*.yaml")):
+        cfg = load_config(path)
+        for key, want in PRESETS[cfg.method].items():
+            assert getattr(cfg.objective, key) == want, (path.name, key)
+    assert load_config(configs_dir() / "train" / "random.yaml").objective.consistency == "sequence"  # COMPACT's
+    with pytest.raises(ConfigError, match=r"uniform\.yaml: objective\.consistency='sequence', but method 'uniform'"):
+        load_config(configs_dir() / "train" / "uniform.yaml", ["objective.consistency=sequence"])
+    # a value inherited from a base file counts as written
+    (tmp_path / "base.yaml").write_text("method: compact\nobjective: {consistency: sequence}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nmethod: mcckd\n")
+    with pytest.raises(ConfigError, match=r"child\.yaml: objective\.consistency='sequence', but method 'mcckd'"):
+        load_config(tmp_path / "child.yaml")
+    # built in code: a default gives way to the method, another value is refused
+    assert TrainConfig(method="uniform").objective.consistency == "none"
+    with pytest.raises(ConfigError, match="objective.weighting='static'"):
+        TrainConfig(method="oracle", objective=ObjectiveConfig(weighting="static", static_weights=[1.0]))

@@ -167,7 +167,7 @@ def make_plan(cfg: PipelineConfig) -> Plan:
             runs[rid] = tcfg
             meta[rid] = {"name": spec.name, "seed": seed, "group": spec.group, "label": spec.label or spec.name,
                          "method": tcfg.method}
-            run_keys[rid] = config_hash(tcfg.identity())
+            run_keys[rid] = _h({"config": config_hash(tcfg.identity()), "store": store_root(generate_cfg).name})
     merges, merge_keys = {}, {}
     for m in cfg.merges:
         seeds = sorted(set.intersection(*[set(next(r.seeds for r in cfg.runs if r.name == n)) for n in m.runs]))
@@ -178,7 +178,10 @@ def make_plan(cfg: PipelineConfig) -> Plan:
             merge_keys[mid] = _h({"spec": to_dict(m), "members": [run_keys[x] for x in members]})
     keys: dict[str, Any] = {
         "world": config_hash(world_cfg) if world_cfg is not None else _h({"base_model": cfg.base_model}),
-        "generate": config_hash(generate_cfg),
+        # the store's own name: its config, the world's config hash and each simulated teacher's revision, so
+        # a changed simulator or world marks every result built on the store stale (the runs themselves are
+        # named by the store's content, see compact.trainer.run.inputs_fingerprint)
+        "generate": store_root(generate_cfg).name,
         "runs": run_keys,
         "merges": merge_keys,
     }

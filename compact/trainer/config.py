@@ -12,6 +12,7 @@ from typing import Literal, Optional, Sequence
 
 from ..config import to_dict
 from ..method.objective import ObjectiveConfig
+from .methods import resolve_objective
 from ..teachers.view import FILTERS, POLICIES
 
 Method = Literal["compact", "uniform", "single", "static", "mcckd", "oracle", "random"]
@@ -215,6 +216,10 @@ class TrainConfig:
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
     seed: int = 0
     debug: DebugConfig = dataclasses.field(default_factory=DebugConfig)
+
+    def __post_init__(self) -> None:
+        # the method's fixed objective choices, applied here so that the config (saved, hashed) says them
+        self.objective = resolve_objective(self.method, self.objective)
 
     def validate(self) -> None:
         if not self.name.strip() or any(c in self.name for c in "/\\\0") or self.name.startswith("."):

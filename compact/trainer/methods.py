@@ -24,27 +24,61 @@ from ..method.fusion import check_static_weights
 from ..method.objective import ObjectiveConfig
 
 
-def resolve_objective(method: str, objective: ObjectiveConfig, teachers: Sequence[str]) -> ObjectiveConfig:
-    """The objective config a method trains with (the method's fixed choices override the section)."""
-    if method == "compact":
-        return dataclasses.replace(objective, weighting="compact")
-    if method == "uniform":
-        return dataclasses.replace(objective, weighting="uniform", consistency="none")
-    if method == "single":
-        return dataclasses.replace(objective, weighting="uniform", consistency="none")
-    if method == "static":
+# What each method fixes in the objective section. A method's fixed choices are the config: they are applied
+# when the config is loaded (so a run's saved config and its key say what it trains with), and a config that
+# sets one of them to something else is an error, never silently overwritten.
+PRESETS: dict[str, dict[str, str]] = {
+    "compact": {"weighting": "compact"},
+    "uniform": {"weighting": "uniform", "consistency": "none"},
+    "single": {"weighting": "uniform", "consistency": "none"},
+    "static": {"weighting": "static", "consistency": "none"},
+    "mcckd": {"weighting": "uniform", "consistency": "answer_span"},
+    "oracle": {"weighting": "uniform", "consistency": "none"},
+    "random": {"weighting": "random"},
+}
+_DEFAULTS = ObjectiveConfig()
+
+
+def _preset(method: str) -> dict[str, str]:
+    try:
+        return PRESETS[method]
+    except KeyError:
+        raise ConfigError(f"unknown method {method!r} (known: {', '.join(PRESETS)})") from None
+
+
+def check_explicit(method: str, objective: dict | None, where: str) -> None:
+    """Refuse a config file whose ``objective`` section sets a field that ``method`` fixes to another value.
+
+    ``objective`` is the section as written (after ``base:`` merging and overrides), so a value inherited from a
+    base file counts as written: ``uniform.yaml`` cannot inherit ``consistency: sequence`` from ``compact.yaml``.
+    """
+    for key, want in _preset(method).items():
+        given = (objective or {}).get(key)
+        if given is not None and given != want:
+            raise ConfigError(f"{where}: objective.{key}={given!r}, but method {method!r} trains with "
+                              f"objective.{key}={want!r} (drop the key or choose another method)")
+
+
+def resolve_objective(method: str, objective: ObjectiveConfig, teachers: Sequence[str] = ()) -> ObjectiveConfig:
+    """The objective config a method trains with: the method's fixed choices (:data:`PRESETS`) applied.
+
+    A field still at the :class:`ObjectiveConfig` default takes the method's value; a field set to another
+    value raises :class:`ConfigError`. ``teachers`` (when known) checks method ``static``'s weights.
+    """
+    changes = {}
+    for key, want in _preset(method).items():
+        have = getattr(objective, key)
+        if have != want:
+            if have != getattr(_DEFAULTS, key):
+                raise ConfigError(f"objective.{key}={have!r}, but method {method!r} trains with "
+                                  f"objective.{key}={want!r}")
+            changes[key] = want
+    if method == "static" and teachers:
         try:
             check_static_weights(objective.static_weights, len(teachers))
         except ValueError as exc:
             raise ConfigError(f"method 'static', objective.static_weights: {exc} (teachers: {list(teachers)})") from None
-        return dataclasses.replace(objective, weighting="static", consistency="none")
-    if method == "mcckd":
-        return dataclasses.replace(objective, weighting="uniform", consistency="answer_span")
-    if method == "oracle":
-        return dataclasses.replace(objective, weighting="uniform", consistency="none")
-    if method == "random":
-        return dataclasses.replace(objective, weighting="random")
-    raise ConfigError(f"unknown method {method!r}")
+    return dataclasses.replace(objective, **changes) if changes else objective
 
 
 def oracle_keep(method: str):

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import add_config_arguments, config_hash, load
+from ..config import add_config_arguments, apply_overrides, config_hash, from_dict, load, read_yaml
 from ..errors import ArtifactError, CompactError, ConfigError
 from ..inputs.encode import encode_instances
 from ..inputs.instances import (
@@ -55,13 +55,24 @@ from ..teachers.view import check_instances
 from ..world.build import WorldConfig, world_from
 from .config import TrainConfig
 from .loop import Prepared, make_accelerator, run_dirs, train_loop
-from .methods import oracle_keep, resolve_objective, single_teacher
+from .methods import PRESETS, check_explicit, oracle_keep, resolve_objective, single_teacher
 
 log = get_logger("train")
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    return load(TrainConfig, path, list(overrides))
+    """A train config from a YAML file (with its ``base:`` chain) and ``key=value`` overrides.
+
+    The method's fixed objective choices (:data:`compact.trainer.methods.PRESETS`) fill the objective section;
+    a file or override that sets one of them to another value is refused, naming the file and the key.
+    """
+    data = apply_overrides(read_yaml(path) if path is not None else {}, list(overrides))
+    method = data.get("method", "compact")
+    if isinstance(method, str) and method in PRESETS:
+        objective = data.get("objective")
+        check_explicit(method, objective if isinstance(objective, dict) else None,
+                       f"config {path}" if path is not None else "config")
+    return from_dict(TrainConfig, data)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
