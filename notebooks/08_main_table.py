@@ -41,12 +41,10 @@ world_config = "configs/world/smoke.yaml"
 generate_config = "configs/generate/smoke.yaml"
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from compact.paths import resolve
-from compact.publish.report import plot_main
-from compact.publish.results import read_table
+from compact.publish.results import figure, read_table
 
 root = resolve(results)
 main = pd.DataFrame(read_table("main/main_table", root))
@@ -77,8 +75,7 @@ def table(df):
 table(main).style.hide(axis="index")
 
 # %% tags=["hide-input"]
-fig = plot_main(main.to_dict("records"))
-plt.show()
+figure("main/accuracy", root)  # the file the results stage wrote (results/figures/main)
 
 # %% [markdown]
 # ## Does COMPACT beat each baseline?

@@ -39,13 +39,11 @@ world_config = "configs/world/smoke.yaml"
 generate_config = "configs/generate/smoke.yaml"
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from compact.analysis.dynamics import plot_alpha_dynamics
 from compact.paths import resolve
-from compact.publish.results import read_index, read_table
+from compact.publish.results import figure, read_index, read_table
 
 root = resolve(results)
 index = read_index(root)["artifacts"]
@@ -102,9 +100,8 @@ if "tables/validation/mi_vs_hsic" in index:
 # %% tags=["hide-input"]
 windows = pd.DataFrame(read_table("dynamics/alpha_windows", root)) if "tables/dynamics/alpha_windows" in index else None
 if windows is not None:
-    for method, rows in windows.groupby("method", sort=False):
-        fig = plot_alpha_dynamics(rows.drop(columns=["method"]).to_dict("records"), title=f"alpha per teacher: {method}")
-        plt.show()
+    for method in windows["method"].unique():  # the figures the results stage drew from this table
+        display(figure(f"dynamics/alpha_dynamics_{method}", root))
     trend = pd.DataFrame(read_table("dynamics/alpha_trend", root))
     # the page shows how each teacher's mean weight moved from the first to the last window (a teacher x
     # task table per method); every column, method and the rank correlation with the step are in

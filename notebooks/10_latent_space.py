@@ -39,13 +39,11 @@ world_config = "configs/world/smoke.yaml"
 generate_config = "configs/generate/smoke.yaml"
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Image, display
+from IPython.display import display
 
-from compact.analysis.forgetting import plot_forgetting
 from compact.paths import resolve
-from compact.publish.results import read_table
+from compact.publish.results import figure, read_table
 
 root = resolve(results)
 
@@ -57,8 +55,7 @@ shift = pd.DataFrame(read_table("latent/pca_shift", root))
 shift.sort_values("centroid_distance").style.hide(axis="index").format(precision=3)
 
 # %%
-fig_path = root / "figures" / "latent" / "pca_shift.png"  # the SVG beside it is the vector copy
-display(Image(filename=str(fig_path)))
+display(figure("latent/pca_shift", root))  # the PNG; the SVG beside it is the vector copy
 
 # %% [markdown]
 # ## Forgetting: OOD accuracy before and after
@@ -66,8 +63,7 @@ display(Image(filename=str(fig_path)))
 # %% tags=["hide-input"]
 forget = pd.DataFrame(read_table("forgetting/forgetting", root))
 display(forget.style.hide(axis="index").format(precision=3))
-fig = plot_forgetting(forget.to_dict("records"))
-plt.show()
+display(figure("forgetting/forgetting", root))
 
 # %% [markdown]
 # ## What we measured

@@ -48,8 +48,7 @@ import pandas as pd
 
 from compact.paths import resolve
 from compact.publish.plan import read_registry
-from compact.publish.report import plot_curves
-from compact.publish.results import read_table
+from compact.publish.results import figure, read_table
 from compact.workbench import open_workbench
 
 root = resolve(results)
@@ -108,8 +107,7 @@ for task in world.id_tasks:
 
 # %% tags=["hide-input"]
 curves = pd.DataFrame(read_table("curves/learning_curves", root))
-fig = plot_curves(curves.to_dict("records"))
-fig
+figure("curves/learning_curves", root)  # as the results stage drew it
 
 # %% tags=["hide-input"]
 wide = curves.pivot_table(index="step", columns="method", values="id_mean").map(pct)

@@ -122,6 +122,40 @@ def test_results_notebooks_show_their_figures(smoke_book, notebook):
     assert images, f"{notebook} shows no figure"
 
 
+def _shown_pngs(notebooks) -> set[bytes]:
+    import base64
+
+    import nbformat
+
+    out = set()
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        out |= {base64.b64decode(o["data"]["image/png"]) for c in nb.cells if c.cell_type == "code"
+                for o in c.get("outputs", []) if "image/png" in o.get("data", {})}
+    return out
+
+
+def assert_every_figure_shown(results) -> None:
+    """Every PNG the results stage wrote is, byte for byte, an output of an executed notebook (a page)."""
+    figures = sorted((results / "figures").rglob("*.png"))
+    assert figures, f"no figures under {results}"
+    shown = _shown_pngs(sorted((results / "notebooks").glob("*.ipynb")))
+    missing = [str(f.relative_to(results)) for f in figures if f.read_bytes() not in shown]
+    assert not missing, f"results figures on no page: {missing}"
+
+
+@pytest.mark.slow
+def test_every_results_figure_is_on_a_page(smoke_book):
+    assert_every_figure_shown(P.make_plan(P.load_pipeline("smoke")).results)
+
+
+def test_every_committed_figure_is_on_a_page():
+    """The committed results: every figure file appears in a committed executed notebook (a book page)."""
+    from compact.paths import results_dir
+
+    assert_every_figure_shown(results_dir())
+
+
 @pytest.mark.slow
 def test_executed_notebooks_hide_their_parameter_cells(smoke_book):
     """Every executed notebook removes its own defaults cell from the page and collapses papermill's injected
@@ -168,8 +202,11 @@ def test_smoke_book_in_headless_chromium(smoke_book):
     shots = {page: resolve(f"artifacts/smoke/screenshot-{name}.png") for name, page in
              (("method", "method.html"), ("main-table", "notebooks/08_main_table.html"),
               ("consensus", "notebooks/03_consensus.html"))}
-    stats = check_site(html, shot, shots=shots)  # raises on unrendered math or a request to another host
-    assert stats["pages"] >= 14 and stats["images"] >= 5 and stats["links"] > 50
+    figures = sorted((P.make_plan(P.load_pipeline("smoke")).results / "figures").rglob("*.png"))
+    assert len(figures) >= 5
+    # raises on unrendered math, a request to another host, or a results figure that no page shows
+    stats = check_site(html, shot, shots=shots, figures=figures)
+    assert stats["pages"] >= 14 and stats["images"] >= 5 and stats["links"] > 50 and stats["figures"] == len(figures)
     assert stats["math"] >= 50 and stats["external_requests"] == 0
     for path in (shot, *shots.values()):
         assert path.is_file() and path.stat().st_size > 10_000, path

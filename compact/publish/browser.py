@@ -12,10 +12,12 @@ column at 1280 px (book/_static/compact.css wraps code and table cells).
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import re
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
@@ -71,11 +73,12 @@ _OVERFLOW_JS = r"""() => {
 
 
 def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 30000,
-               shots: dict[str, Path] | None = None) -> dict:
+               shots: dict[str, Path] | None = None, figures: Sequence[Path] = ()) -> dict:
     """Visit every ``*.html`` page of ``html``; raise :class:`BrowserCheckError` listing every problem.
 
     ``screenshot``: where the landing page's screenshot goes; ``shots``: {page (relative .html path):
-    screenshot path} for further pages (a page that is not in the book is a problem).
+    screenshot path} for further pages (a page that is not in the book is a problem); ``figures``: image
+    files (the results' figures) that some page must show, byte for byte, as a loaded image.
     """
     from playwright.sync_api import sync_playwright  # local: optional extra [browser]
 
@@ -91,7 +94,8 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
     thread.start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     problems: list[str] = []
-    stats = {"pages": 0, "images": 0, "links": 0, "math": 0, "external_requests": 0}
+    stats = {"pages": 0, "images": 0, "links": 0, "math": 0, "external_requests": 0, "figures": len(figures)}
+    shown: set[str] = set()  # sha256 of every image file a page loaded
     anchors_cache: dict[str, set[str]] = {}
     local = urlparse(base).netloc
     current = {"page": ""}
@@ -152,6 +156,12 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
                     stats["images"] += 1
                     if not img["ok"]:
                         problems.append(f"{rel}: image did not load: {img['src']}")
+                        continue
+                    src = urlparse(img["src"])
+                    if src.scheme in ("http", "https") and src.netloc == local:
+                        file = html / unquote(src.path).lstrip("/")
+                        if file.is_file():
+                            shown.add(hashlib.sha256(file.read_bytes()).hexdigest())
                 anchors_cache[rel] = set(page.evaluate("() => Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
                 hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
                 for href in hrefs:
@@ -181,6 +191,9 @@ def check_site(html: Path, screenshot: Path | None = None, *, timeout_ms: int = 
             browser.close()
     finally:
         server.shutdown()
+    for fig in figures:
+        if hashlib.sha256(Path(fig).read_bytes()).hexdigest() not in shown:
+            problems.append(f"figure {fig} appears on no page")
     if problems:
         raise BrowserCheckError(f"{len(problems)} problem(s) in the built book: " + "; ".join(problems[:20]))
     return stats

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -128,9 +129,10 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
     """Grouped bars: ID and OOD accuracy per method with the seed std as error bars."""
     import matplotlib.pyplot as plt  # no backend switch: a notebook kernel must keep its inline one
 
-    labels = [r["method"] for r in rows]
+    # long method names wrap (a 70-character label would squeeze the bars into a third of the width)
+    labels = [textwrap.fill(r["method"], 34) for r in rows]
     y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.6))
     h = 0.38
     ax.barh(y - h / 2, [100 * r["id_mean"] for r in rows], h, xerr=[100 * r["id_std"] for r in rows],
             color="#4c72b0", label="in distribution (arith, variation, symbolic)")
@@ -139,7 +141,9 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
     ax.set_yticks(y, labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("strict accuracy (%), mean over seeds; bars: std")
-    ax.legend(loc="lower right", fontsize=9)
+    ax.set_xlim(0, 100)
+    # above the axes, not inside: inside, the legend covers the last method's bars
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=9, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

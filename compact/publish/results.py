@@ -215,5 +215,22 @@ def read_table(name: str, root: str | Path | None = None) -> list[dict[str, Any]
     return json.loads(p.read_text())["rows"]
 
 
-__all__ = ["write_table", "save_figure", "read_index", "read_table", "provenance_record"]
+def figure_names(root: str | Path | None = None, prefix: str = "") -> list[str]:
+    """The names of the figures in the results index (``prefix``: e.g. ``"dynamics/"``), in written order."""
+    return [key[len("figures/"):] for key, entry in read_index(root)["artifacts"].items()
+            if entry.get("kind") == "figure" and key.startswith(f"figures/{prefix}")]
+
+
+def figure(name: str, root: str | Path | None = None):
+    """A results figure's PNG for a notebook to display: the page shows the very file the results stage wrote
+    (the same bytes: the browser check matches them), not a second drawing from the table."""
+    from IPython.display import Image  # local: notebooks only
+
+    p = (Path(root) if root is not None else results_dir()) / "figures" / f"{name}.png"
+    if not p.is_file():
+        raise DataError("no such figure (run the results stage: compact pipeline)", path=str(p))
+    return Image(filename=str(p))
+
+
+__all__ = ["write_table", "save_figure", "read_index", "read_table", "figure", "figure_names", "provenance_record"]
 
