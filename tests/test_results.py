@@ -65,3 +65,26 @@ def test_figures_are_deterministic(tmp_path):
     assert a["png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in a["svg"] and b"<dc:date>" not in a["svg"]
     assert "figures/scatter" in read_index(tmp_path)["artifacts"]
+
+
+def test_execution_statistics_page(tmp_path, monkeypatch):
+    """The generated execution page lists every timed stage, each run's time per step and each notebook."""
+    import json
+
+    from compact.publish import book
+
+    run = tmp_path / "runs" / "compact-s0-abc"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"steps": 800, "time_s": 1600.0}))
+    monkeypatch.setattr(book, "repo_root", lambda: tmp_path)
+    reg = {"profile": "default", "config": {"workers": 2},
+           "manifest": {"hardware": {"cpu_count": 2, "cuda": False}},
+           "timings_s": {"training": {"seconds": 7200.0, "items": 22}, "evaluation": {"seconds": 600.0, "items": 25}},
+           "runs": {"compact-s0": {"method": "compact", "path": "runs/compact-s0-abc"}},
+           "notebook_seconds": {"08_main_table": 12.4}}
+    (tmp_path / "pipeline.json").write_text(json.dumps(reg))
+    page = book.execution_page(tmp_path)
+    assert page.startswith("# Execution statistics")
+    assert "| training | 22 | 7200 | 120.0 |" in page and "| **sum** | | 7800 | 130.0 |" in page
+    assert "| compact-s0 | compact | 800 | 1600 | 2.00 |" in page
+    assert "| 08_main_table | 12 |" in page

@@ -248,6 +248,9 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
                       for mid, v in evals.items()},
             "config": to_dict(cfg),
             "uncalibrated": uncalibrated,
+            # what each stage took when it last ran (cached stages keep the measurement that made them)
+            "timings_s": dict(reg.get("timings_s", {})),
+            "notebook_seconds": dict(reg.get("notebook_seconds", {})),
         }
         log.info("stage results")
         runner._timed("results", lambda: report.write_all(registry, results, runner=runner,
@@ -266,9 +269,12 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
         params = notebook_parameters(cfg)
         for src in todo:
             log.info("stage notebook %s", src.stem)
+            t_nb = time.time()
             runner._timed("notebooks", lambda: execute(src, results / "notebooks" / f"{src.stem}.ipynb",
                                                        parameters=params, timeout=cfg.notebook_timeout))
             reg.setdefault("keys", {}).setdefault("notebooks", {})[src.stem] = plan.keys["notebooks"][src.stem]
+            # the executed notebook carries no timings (they would churn its diff): the registry keeps them
+            reg.setdefault("notebook_seconds", {})[src.stem] = round(time.time() - t_nb, 1)
             write_json(results / REGISTRY, reg)  # progress survives a later notebook's failure
     measured = {k: {"seconds": v, "items": to_run[k]} for k, v in runner.timings.items() if to_run.get(k)}
     if measured and reg:  # what each stage took for how many items, for the next --dry-run's estimate
