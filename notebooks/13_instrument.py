@@ -47,15 +47,15 @@ import json
 import pandas as pd
 
 from compact.paths import resolve
-from compact.publish.plan import read_registry
+from compact.publish.registry import read_registry
 from compact.publish.results import figure, read_table
 from compact.workbench import open_workbench
 
 root = resolve(results)
 registry = read_registry(root)
-if registry.get("uncalibrated"):
+if registry.uncalibrated:
     print("NOTE: these results come from a world whose calibration gates FAIL:")
-    for line in registry["uncalibrated"]:
+    for line in registry.uncalibrated:
         print("  " + line)
 calibration = pd.DataFrame(read_table("calibration/calibration", root))
 pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731

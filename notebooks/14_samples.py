@@ -38,7 +38,7 @@ from IPython.display import HTML
 
 from compact.config import load
 from compact.paths import resolve
-from compact.publish.plan import read_registry
+from compact.publish.registry import read_registry
 from compact.publish.report import sample_sheet
 from compact.teachers.generate import GenerateConfig, make_teacher
 from compact.world.build import WorldConfig, build_world

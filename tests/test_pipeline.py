@@ -10,6 +10,7 @@ from compact.errors import ConfigError
 from compact.paths import repo_root
 from compact.publish import pipeline as P
 from compact.publish import plan as PLAN
+from compact.publish.registry import Registry, StageTime, read_registry
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
@@ -78,8 +79,8 @@ def test_failed_notebook_is_not_published(tmp_path):
 def test_committed_results_are_fresh():
     """results/ must come from the current default configs and notebooks (re-run `make reproduce` if not)."""
     plan = P.make_plan(P.load_pipeline("default"))
-    reg = P.read_registry(plan.cfg.results)
-    assert reg, "results/pipeline.json is missing: run `make book` and commit results/"
+    reg = read_registry(plan.cfg.results)
+    assert reg.published, "results/pipeline.json is missing: run `make book` and commit results/"
     stale = P.stale_report(plan)
     assert not stale["results"], "results/ tables are stale against configs/ (run `make reproduce`)"
     assert not stale["notebooks"], f"executed notebooks are stale: {stale['notebooks']} (run `make book`)"
@@ -99,13 +100,13 @@ def smoke_book():
 def test_smoke_pipeline_produces_results(smoke_book):
     cfg = P.load_pipeline("smoke")
     results = P.make_plan(cfg).results
-    reg = P.read_registry(results)
-    assert set(reg["evals"]) >= {"base", "compact-s0", "uniform-s0", "direct-avg-s0", "ties-s0"}
+    reg = read_registry(results)
+    assert set(reg.evals) >= {"base", "compact-s0", "uniform-s0", "direct-avg-s0", "ties-s0"}
     for name in ("main/main_table", "main/comparisons", "forgetting/forgetting", "latent/pca_shift",
                  "calibration/calibration", "calibration/rationales", "curves/learning_curves"):
         assert (results / "tables" / f"{name}.csv").is_file(), name
     assert not P.stale_report(P.make_plan(cfg))["notebooks"]
-    assert reg["uncalibrated"]  # the smoke world fails its gates; the registry (and the book) say so
+    assert reg.uncalibrated  # the smoke world fails its gates; the registry (and the book) say so
 
 
 @pytest.mark.slow
@@ -180,10 +181,10 @@ def test_per_sample_page_shows_every_method_and_the_teachers(smoke_book):
     nb = nbformat.read(plan.results / "notebooks" / "14_samples.ipynb", as_version=4)
     page = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.get("outputs", []))
-    reg = P.read_registry(plan.results)
-    n_questions = 2 * (len(reg["tasks"]["id"]) + len(reg["tasks"]["ood"]))
+    reg = read_registry(plan.results)
+    n_questions = 2 * (len(reg.tasks.id) + len(reg.tasks.ood))
     assert page.count("<b>gold:</b>") == n_questions
-    names = {m.rsplit("-s", 1)[0] for m in reg["evals"]}
+    names = {m.rsplit("-s", 1)[0] for m in reg.evals}
     assert page.count("<tr><td>") == n_questions * len(names)
     assert page.count("<details><summary>sim-") == n_questions * 4
 
@@ -222,8 +223,8 @@ def test_dry_run_reads_as_a_plan_with_estimates(monkeypatch):
     for stage in ("world", "rationales", "training", "evaluation", "results", "notebooks"):
         assert any(line.startswith(stage) for line in text.splitlines()), stage
     # a registry that recorded every key but one run's eval, and 600 s of evaluation last time
-    reg = {"keys": {**plan.keys, "eval": {**plan.keys["eval"], "base": "old"}},
-           "timings_s": {"evaluation": {"seconds": 600.0, "items": 4}, "training": {"seconds": 100.0, "items": 2}}}
+    reg = Registry(keys={**plan.keys, "eval": {**plan.keys["eval"], "base": "old"}},
+                   timings_s={"evaluation": StageTime(seconds=600.0, items=4), "training": StageTime(seconds=100.0, items=2)})
     monkeypatch.setattr(PLAN, "read_registry", lambda results: reg)  # plan_status reads the registry in compact.publish.plan
     rows = {r["stage"]: r for r in P.plan_status(plan)}
     n_eval = len(plan.keys["eval"])

@@ -80,7 +80,8 @@ def test_execution_statistics_page(tmp_path, monkeypatch):
     reg = {"profile": "default", "config": {"workers": 2},
            "manifest": {"hardware": {"cpu_count": 2, "cuda": False}},
            "timings_s": {"training": {"seconds": 7200.0, "items": 22}, "evaluation": {"seconds": 600.0, "items": 25}},
-           "runs": {"compact-s0": {"method": "compact", "path": "runs/compact-s0-abc"}},
+           "runs": {"compact-s0": {"name": "compact", "seed": 0, "group": "main", "label": "COMPACT",
+                                   "method": "compact", "path": "runs/compact-s0-abc"}},
            "notebook_seconds": {"08_main_table": 12.4}}
     (tmp_path / "pipeline.json").write_text(json.dumps(reg))
     page = book.execution_page(tmp_path)
@@ -88,3 +89,25 @@ def test_execution_statistics_page(tmp_path, monkeypatch):
     assert "| training | 22 | 7200 | 120.0 |" in page and "| **sum** | | 7800 | 130.0 |" in page
     assert "| compact-s0 | compact | 800 | 1600 | 2.00 |" in page
     assert "| 08_main_table | 12 |" in page
+
+
+def test_registry_round_trips_and_refuses_a_broken_schema(tmp_path):
+    """The results registry is typed: the committed one reads, writes back identically, and a record with a
+    missing field is a one-line error naming it (not a KeyError inside a report)."""
+    import json
+
+    from compact.errors import DataError
+    from compact.paths import results_dir
+    from compact.publish.registry import Registry, read_registry
+
+    reg = read_registry(results_dir())
+    assert reg.published and reg.runs and set(reg.models()) >= {"base", *reg.runs, *reg.merges}
+    reg.write(tmp_path)
+    assert read_registry(tmp_path) == reg
+    assert json.loads((tmp_path / "pipeline.json").read_text()) == reg.to_dict()
+    assert read_registry(tmp_path / "nowhere") == Registry()  # nothing published yet
+    data = reg.to_dict()
+    del next(iter(data["runs"].values()))["path"]
+    (tmp_path / "pipeline.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"pipeline\.json.*runs\..*path"):
+        read_registry(tmp_path)

@@ -20,6 +20,7 @@ import yaml
 from ..errors import CompactError
 from ..log import get_logger
 from ..paths import book_dir, repo_root
+from .registry import read_registry
 
 log = get_logger("book")
 
@@ -90,35 +91,34 @@ _STAGES = ("world", "rationales", "training", "merges", "evaluation", "results",
 def execution_page(results: Path) -> str:
     """The execution-statistics page: what each pipeline stage, training run and notebook took when it last ran,
     from the results' registry (``pipeline.json``) and the runs' own summaries."""
-    reg_path = results / "pipeline.json"
-    reg = json.loads(reg_path.read_text()) if reg_path.is_file() else {}
-    hw = reg.get("manifest", {}).get("hardware", {})
+    reg = read_registry(results)
+    hw = reg.manifest.get("hardware", {})
     lines = ["# Execution statistics", "",
              "What producing this book took, as measured when each part last ran (a stage whose inputs did not "
              "change since is reused, and keeps the time of the run that made it). "
-             f"Profile `{reg.get('profile', '?')}`; machine: {hw.get('cpu_count', '?')} CPU cores, "
+             f"Profile `{reg.profile or '?'}`; machine: {hw.get('cpu_count', '?')} CPU cores, "
              f"{'a GPU' if hw.get('cuda') else 'no GPU'}; training and evaluation ran in "
-             f"{reg.get('config', {}).get('workers', '?')} worker processes.", "",
+             f"{reg.config.get('workers', '?')} worker processes.", "",
              "## Pipeline stages", "", "| stage | items run | seconds | minutes |", "|---|---:|---:|---:|"]
-    timings = reg.get("timings_s", {})
+    timings = reg.timings_s
     for stage in [*_STAGES, *[k for k in timings if k not in _STAGES]]:
         t = timings.get(stage)
         if t:
-            lines.append(f"| {stage} | {t.get('items', '')} | {t['seconds']:.0f} | {t['seconds'] / 60:.1f} |")
-    total = sum(t["seconds"] for t in timings.values())
+            lines.append(f"| {stage} | {t.items} | {t.seconds:.0f} | {t.seconds / 60:.1f} |")
+    total = sum(t.seconds for t in timings.values())
     lines += [f"| **sum** | | {total:.0f} | {total / 60:.1f} |", "",
               "## Training runs", "", "Wall time of each run on one worker, its optimizer steps and seconds per step.",
               "", "| run | method | steps | seconds | s / step |", "|---|---|---:|---:|---:|"]
-    for rid, meta in reg.get("runs", {}).items():
-        summary = repo_root() / meta["path"] / "summary.json"
+    for rid, meta in reg.runs.items():
+        summary = repo_root() / meta.path / "summary.json"
         if summary.is_file():
             s = json.loads(summary.read_text())
             steps, secs = s.get("steps") or 0, s.get("time_s") or 0.0
             per = f"{secs / steps:.2f}" if steps else ""
-            lines.append(f"| {rid} | {meta.get('method', '')} | {steps} | {secs:.0f} | {per} |")
+            lines.append(f"| {rid} | {meta.method} | {steps} | {secs:.0f} | {per} |")
     lines += ["", "## Notebooks", "", "Executed by papermill in the pipeline (the book build executes nothing).", "",
               "| notebook | seconds |", "|---|---:|"]
-    for stem, secs in sorted(reg.get("notebook_seconds", {}).items()):
+    for stem, secs in sorted(reg.notebook_seconds.items()):
         lines.append(f"| {stem} | {secs:.0f} |")
     return "\n".join(lines) + "\n"
 

@@ -38,7 +38,7 @@ from ..paths import (
     book_dir,
     resolve,
 )
-from ..provenance import clean_stale_partials, manifest, write_json
+from ..provenance import clean_stale_partials, manifest
 from ..teachers.generate import generate_store
 from ..trainer.run import train
 from ..world.build import build_world
@@ -48,7 +48,6 @@ from .book import build as build_book
 from .book import overview_figure
 from .notebooks import execute
 from .plan import (
-    REGISTRY,
     PipelineConfig,
     Plan,
     _rel,
@@ -58,10 +57,10 @@ from .plan import (
     make_plan,
     notebook_parameters,
     plan_status,
-    read_registry,
     selected_notebooks,
     stale_report,
 )
+from .registry import EvalRecord, ModelRecord, Registry, StageTime, Tasks, read_registry
 
 log = get_logger("pipeline")
 
@@ -232,34 +231,35 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
         merge_dirs = runner.merge_all(run_dirs_)
         models = {"base": runner.base_model(), **run_dirs_, **merge_dirs}
         evals = runner.evaluate_all(models)
-        registry = {
-            "profile": cfg.profile,
-            "keys": {k: v for k, v in plan.keys.items() if k != "notebooks"},
-            "world": {"path": _rel(runner.world().path) if runner.world() is not None else None,
-                      "key": plan.keys["world"]},
-            "tasks": {"id": cfg.id_tasks, "ood": cfg.ood_tasks},
-            "store": {"path": _rel(runner.store()), "key": plan.keys["generate"]},
-            "runs": {rid: {**plan.run_meta[rid], "path": _rel(p)} for rid, p in run_dirs_.items()},
-            "merges": {mid: {"name": mid.rsplit("-s", 1)[0], "seed": m["seed"], "group": m["spec"]["group"],
-                             "label": m["spec"]["label"] or m["spec"]["name"], "method": f"merge-{m['spec']['method']}",
-                             "members": m["members"], "path": _rel(merge_dirs[mid])}
-                       for mid, m in plan.merges.items()},
-            "evals": {mid: {"dirs": [_rel(Path(d)) for d in v["dirs"]], "metrics": v["metrics"]}
-                      for mid, v in evals.items()},
-            "config": to_dict(cfg),
-            "uncalibrated": uncalibrated,
+        registry = Registry(
+            profile=cfg.profile,
+            keys={k: v for k, v in plan.keys.items() if k != "notebooks"},
+            world={"path": _rel(runner.world().path) if runner.world() is not None else None,
+                   "key": plan.keys["world"]},
+            tasks=Tasks(id=list(cfg.id_tasks), ood=list(cfg.ood_tasks)),
+            store={"path": _rel(runner.store()), "key": plan.keys["generate"]},
+            runs={rid: ModelRecord(**plan.run_meta[rid], path=_rel(p)) for rid, p in run_dirs_.items()},
+            merges={mid: ModelRecord(name=mid.rsplit("-s", 1)[0], seed=m["seed"], group=m["spec"]["group"],
+                                     label=m["spec"]["label"] or m["spec"]["name"],
+                                     method=f"merge-{m['spec']['method']}", members=list(m["members"]),
+                                     path=_rel(merge_dirs[mid]))
+                    for mid, m in plan.merges.items()},
+            evals={mid: EvalRecord(dirs=[_rel(Path(d)) for d in v["dirs"]], metrics=v["metrics"])
+                   for mid, v in evals.items()},
+            config=to_dict(cfg),
+            uncalibrated=list(uncalibrated),
             # what each stage took when it last ran (cached stages keep the measurement that made them)
-            "timings_s": dict(reg.get("timings_s", {})),
-            "notebook_seconds": dict(reg.get("notebook_seconds", {})),
-        }
+            timings_s=dict(reg.timings_s),
+            notebook_seconds=dict(reg.notebook_seconds),
+        )
         log.info("stage results")
         runner._timed("results", lambda: report.write_all(registry, results, runner=runner,
                                                           validation_limit=cfg.validation_limit,
                                                           latent_limit=cfg.latent_limit,
                                                           curves=cfg.curves, curve_limit=cfg.curve_limit))
-        registry["manifest"] = manifest(cfg, kind="pipeline")
-        registry["keys"]["notebooks"] = {}
-        write_json(results / REGISTRY, registry)
+        registry.manifest = manifest(cfg, kind="pipeline")
+        registry.keys["notebooks"] = {}
+        registry.write(results)
         reg = registry
         stale = stale_report(plan)
     todo = selected_notebooks(cfg) if force else [p for p in selected_notebooks(cfg) if p.stem in stale["notebooks"]]
@@ -272,14 +272,14 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
             t_nb = time.time()
             runner._timed("notebooks", lambda: execute(src, results / "notebooks" / f"{src.stem}.ipynb",
                                                        parameters=params, timeout=cfg.notebook_timeout))
-            reg.setdefault("keys", {}).setdefault("notebooks", {})[src.stem] = plan.keys["notebooks"][src.stem]
+            reg.keys.setdefault("notebooks", {})[src.stem] = plan.keys["notebooks"][src.stem]
             # the executed notebook carries no timings (they would churn its diff): the registry keeps them
-            reg.setdefault("notebook_seconds", {})[src.stem] = round(time.time() - t_nb, 1)
-            write_json(results / REGISTRY, reg)  # progress survives a later notebook's failure
-    measured = {k: {"seconds": v, "items": to_run[k]} for k, v in runner.timings.items() if to_run.get(k)}
-    if measured and reg:  # what each stage took for how many items, for the next --dry-run's estimate
-        reg["timings_s"] = {**reg.get("timings_s", {}), **measured}
-        write_json(results / REGISTRY, reg)
+            reg.notebook_seconds[src.stem] = round(time.time() - t_nb, 1)
+            reg.write(results)  # progress survives a later notebook's failure
+    measured = {k: StageTime(seconds=v, items=to_run[k]) for k, v in runner.timings.items() if to_run.get(k)}
+    if measured and reg.published:  # what each stage took for how many items, for the next --dry-run's estimate
+        reg.timings_s.update(measured)
+        reg.write(results)
     summary = {"profile": cfg.profile, "trained": bool(force or runner.timings.get("training")),
                "notebooks_executed": [p.stem for p in todo], "timings_s": runner.timings}
     if book:

@@ -22,8 +22,7 @@ from ..teachers.generate import store_root
 from ..trainer.run import artifact_dirs, load_config
 from ..world.build import WorldConfig, world_path
 from .notebooks import notebook_sources
-
-REGISTRY = "pipeline.json"
+from .registry import read_registry
 
 
 @dataclasses.dataclass
@@ -216,20 +215,9 @@ def notebook_parameters(cfg: PipelineConfig) -> dict[str, Any]:
             "generate_config": cfg.generate, **cfg.notebook_parameters}
 
 
-def read_registry(results: str | Path) -> dict[str, Any]:
-    p = resolve(results) / REGISTRY
-    if not p.is_file():
-        return {}
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
-        return {}
-
-
 def stale_report(plan: Plan) -> dict[str, Any]:
     """Which stages' recorded keys differ from the plan's (empty lists: the results are fresh)."""
-    reg = read_registry(plan.cfg.results)
-    rk = reg.get("keys", {})
+    rk = read_registry(plan.cfg.results).keys
     out: dict[str, Any] = {"results": rk.get("results") != plan.keys["results"]}
     out["notebooks"] = [n for n, k in plan.keys["notebooks"].items()
                         if rk.get("notebooks", {}).get(n) != k
@@ -248,7 +236,7 @@ def _rel(p: Path | str) -> str:
 def plan_status(plan: Plan) -> list[dict[str, Any]]:
     """One row per stage: what it is, its key, whether its output is cached, and how many items it would run."""
     reg = read_registry(plan.cfg.results)
-    rk = reg.get("keys", {})
+    rk = reg.keys
     rows = []
     if plan.world_cfg is not None:
         wp = world_path(plan.world_cfg)
@@ -275,10 +263,9 @@ def plan_status(plan: Plan) -> list[dict[str, Any]]:
     rows.append({"stage": "results", "what": _rel(plan.results), "todo": int(stale["results"]), "of": 1})
     rows.append({"stage": "notebooks", "what": f"{len(plan.keys['notebooks'])} notebooks",
                  "todo": len(stale["notebooks"]), "of": len(plan.keys["notebooks"])})
-    last = reg.get("timings_s", {})
     for row in rows:  # the last measured time per item of the stage, times the items that would run now
-        t = last.get(row["stage"])
-        per_item = t["seconds"] / t["items"] if isinstance(t, dict) and t.get("items") else None
+        t = reg.timings_s.get(row["stage"])
+        per_item = t.seconds / t.items if t is not None and t.items else None
         row["estimate_s"] = None if per_item is None else round(per_item * row["todo"], 1)
     return rows
 

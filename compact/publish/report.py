@@ -37,6 +37,7 @@ from ..teachers.view import build_instances
 from ..trainer.checkpoint import load_trainable_state
 from ..trainer.run import load_config as load_train_config
 from .plan import PipelineConfig, eval_configs_for
+from .registry import Registry
 from .results import save_figure, write_table
 
 log = get_logger("report")
@@ -44,23 +45,14 @@ log = get_logger("report")
 MAIN_REF = "compact"  # the run name COMPACT (reference mode) has in every profile
 
 
-def _models(registry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every evaluated model: id -> {name, seed, group, label, method}."""
-    out = {"base": {"name": "base", "seed": 0, "group": "base", "label": "Base student (no distillation)",
-                    "method": "none"}}
-    out.update({k: dict(v) for k, v in registry.get("runs", {}).items()})
-    out.update({k: dict(v) for k, v in registry.get("merges", {}).items()})
-    return out
-
-
-def _samples(registry: Mapping[str, Any], mid: str) -> list[dict[str, Any]]:
+def _samples(registry: Registry, mid: str) -> list[dict[str, Any]]:
     rows = []
-    for d in registry["evals"][mid]["dirs"]:
+    for d in registry.evals[mid].dirs:
         rows += EvalResult.read(resolve(d)).samples
     return rows
 
 
-def _per_question(registry, mids: Sequence[str], tasks: Sequence[str]) -> dict[str, float]:
+def _per_question(registry: Registry, mids: Sequence[str], tasks: Sequence[str]) -> dict[str, float]:
     """Seed-averaged correctness per question id over the given tasks."""
     acc: dict[str, list[float]] = {}
     tasks = set(tasks)
@@ -76,18 +68,18 @@ def _task_acc(metrics: Mapping[str, Any], tasks: Sequence[str]) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
-def main_tables(registry: Mapping[str, Any], *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, list[dict]]:
+def main_tables(registry: Registry, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, list[dict]]:
     """The main table, the paired comparisons with COMPACT and the ablation table."""
-    id_tasks, ood_tasks = registry["tasks"]["id"], registry["tasks"]["ood"]
-    models = _models(registry)
+    id_tasks, ood_tasks = registry.tasks.id, registry.tasks.ood
+    models = registry.models()
     by_name: dict[str, list[str]] = {}
     for mid, m in models.items():
-        by_name.setdefault(m["name"], []).append(mid)
+        by_name.setdefault(m.name, []).append(mid)
     rows = []
     for name, mids in by_name.items():
         m0 = models[mids[0]]
-        metrics = [registry["evals"][mid]["metrics"] for mid in mids]
-        row: dict[str, Any] = {"method": m0["label"], "name": name, "group": m0["group"], "seeds": len(mids)}
+        metrics = [registry.evals[mid].metrics for mid in mids]
+        row: dict[str, Any] = {"method": m0.label, "name": name, "group": m0.group, "seeds": len(mids)}
         for t in [*id_tasks, *ood_tasks]:
             row[t] = float(np.mean([m[t]["strict"] for m in metrics if t in m])) if any(t in m for m in metrics) \
                 else math.nan
@@ -115,7 +107,7 @@ def main_tables(registry: Mapping[str, Any], *, n_bootstrap: int = 1000, seed: i
                 diffs = [ref_q[k] - other[k] for k in common]
                 iv = bootstrap_ci(diffs, n_resamples=n_bootstrap, seed=seed)
                 comparisons.append({
-                    "split": part.upper(), "versus": models[mids[0]]["label"], "group": models[mids[0]]["group"],
+                    "split": part.upper(), "versus": models[mids[0]].label, "group": models[mids[0]].group,
                     "n_questions": len(common), "compact_minus_other": iv.estimate,
                     "ci_low": iv.low, "ci_high": iv.high,
                     "verdict": ("COMPACT better" if iv.low > 0 else "COMPACT worse" if iv.high < 0
@@ -149,13 +141,13 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
     return fig
 
 
-def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_bootstrap: int = 1000,
+def write_all(registry: Registry, results: Path, *, runner=None, n_bootstrap: int = 1000,
               validation_limit: int = 100, latent_limit: int = 200, curves: Sequence[str] = (),
               curve_limit: int = 100) -> dict[str, Any]:
     """Write every table and figure of the results stage under ``results``."""
     import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
 
-    prov = {"pipeline_keys": registry.get("keys", {}), "profile": registry.get("profile")}
+    prov = {"pipeline_keys": registry.keys, "profile": registry.profile}
     written: dict[str, Any] = {}
     tables = main_tables(registry, n_bootstrap=n_bootstrap)
     for name, rows in tables.items():
@@ -178,26 +170,25 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
         written["curves/learning_curves_fig"] = save_figure(fig, "curves/learning_curves", prov, root=results)
         plt.close(fig)
 
-    models = _models(registry)
-    seed0 = {mid: m for mid, m in models.items() if m.get("seed", 0) == min(
-        x.get("seed", 0) for x in models.values() if x["name"] == m["name"])}
-    label = {mid: m["name"] for mid, m in seed0.items()}
-    world_cfg = registry["config"].get("world") or ""
+    models = registry.models()
+    seed0 = {mid: m for mid, m in models.items() if m.seed == min(
+        x.seed for x in models.values() if x.name == m.name)}
+    label = {mid: m.name for mid, m in seed0.items()}
+    world_cfg = registry.config.get("world") or ""
     common = dict(results_root=str(results), n_bootstrap=n_bootstrap, world=world_cfg or "configs/world/default.yaml")
 
     # forgetting: OOD (and ID) accuracy before and after, per method (first seed)
-    evals = {label[mid]: registry["evals"][mid]["dirs"][0] for mid in seed0 if mid != "base"}
-    written.update(analyze(AnalyzeConfig(analysis="forgetting", name="forgetting", base_eval=registry["evals"]["base"]["dirs"][0],
-                                         evals=evals, tasks=list(registry["tasks"]["ood"]), **common)))
+    evals = {label[mid]: registry.evals[mid].dirs[0] for mid in seed0 if mid != "base"}
+    written.update(analyze(AnalyzeConfig(analysis="forgetting", name="forgetting", base_eval=registry.evals["base"].dirs[0],
+                                         evals=evals, tasks=list(registry.tasks.ood), **common)))
     # latent space: OOD representations, PCA fitted on the base student
-    paths = {**registry.get("runs", {}), **registry.get("merges", {})}
+    paths = {**registry.runs, **registry.merges}
     if world_cfg:
-        latent_models = {label[mid]: paths[mid]["path"] for mid in seed0 if mid != "base"}
+        latent_models = {label[mid]: paths[mid].path for mid in seed0 if mid != "base"}
         written.update(analyze(AnalyzeConfig(analysis="latent", name="latent", models=latent_models,
-                                             tasks=list(registry["tasks"]["ood"]), limit=latent_limit, **common)))
+                                             tasks=list(registry.tasks.ood), limit=latent_limit, **common)))
     # weight dynamics of the COMPACT-family runs (alpha.jsonl)
-    dyn = {label[mid]: paths[mid]["path"] for mid in seed0
-           if mid in registry.get("runs", {}) and models[mid]["method"] == "compact"}
+    dyn = {label[mid]: paths[mid].path for mid in seed0 if mid in registry.runs and models[mid].method == "compact"}
     if dyn:
         written.update(analyze(AnalyzeConfig(analysis="dynamics", name="dynamics", runs=dyn, **common)))
     # metric validation: score the labelled rationale store with the base student
@@ -210,13 +201,13 @@ def write_all(registry: Mapping[str, Any], results: Path, *, runner=None, n_boot
     return written
 
 
-def rationale_lengths(registry: Mapping[str, Any], runner) -> list[dict]:
+def rationale_lengths(registry: Registry, runner) -> list[dict]:
     """Per teacher: training branches, their token lengths (prompt + rationale, chat-formatted) and how many
     the training max_length would cut (the instrument's second gate: none may be cut)."""
-    first = next(iter(registry.get("runs", {}).values()), None)
+    first = next(iter(registry.runs.values()), None)
     if first is None:
         return []
-    tcfg = load_train_config(resolve(first["path"]) / "config.yaml")
+    tcfg = load_train_config(resolve(first.path) / "config.yaml")
     tokenizer = load_tokenizer(runner.base_model())
     instances = [i for key in tcfg.data.split for i in build_instances(runner.store(), key)]
     rows = []
@@ -231,7 +222,7 @@ def rationale_lengths(registry: Mapping[str, Any], runner) -> list[dict]:
     return rows
 
 
-def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *, limit: int = 100) -> list[dict]:
+def learning_curves(registry: Registry, runner, names: Sequence[str], *, limit: int = 100) -> list[dict]:
     """In-distribution accuracy of each snapshot a curve run kept (step 0 = the base student).
 
     Each snapshot's parameters go into the run's own student (LoRA-wrapped when the run used LoRA) and
@@ -241,16 +232,15 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
 
 
 
-    id_tasks = list(registry["tasks"]["id"])
-    models = _models(registry)
-    runs = registry.get("runs", {})
+    id_tasks = list(registry.tasks.id)
+    runs = registry.runs
     chosen = {}
     for name in names:
-        mids = sorted((m for m in runs if models[m]["name"] == name), key=lambda m: models[m]["seed"])
+        mids = sorted((m for m in runs if runs[m].name == name), key=lambda m: runs[m].seed)
         if mids:
             chosen[name] = mids[0]
     ecfg = eval_config_for_curves(registry, limit)
-    key = config_hash({"runs": {n: registry["keys"]["runs"][m] for n, m in chosen.items()}, "eval": ecfg,
+    key = config_hash({"runs": {n: registry.keys["runs"][m] for n, m in chosen.items()}, "eval": ecfg,
                        "tasks": id_tasks})
     out = artifacts_dir() / "curves" / key
     if is_complete(out):
@@ -266,13 +256,13 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
                      "id_mean": float(np.mean(list(accs.values())))})
 
     for name, mid in chosen.items():
-        run_dir = resolve(runs[mid]["path"])
+        run_dir = resolve(runs[mid].path)
         tcfg = load_train_config(run_dir / "config.yaml")
         model = load_student(tcfg, runner.base_model())
-        score(model, name, models[mid]["label"], 0)
+        score(model, name, runs[mid].label, 0)
         for snap in sorted((run_dir / "curve").glob("step-*.safetensors")):
             load_trainable_state(model, load_file(str(snap)), where=str(snap))
-            score(model, name, models[mid]["label"], int(snap.stem.split("-")[1]))
+            score(model, name, runs[mid].label, int(snap.stem.split("-")[1]))
         log.info("learning curve of %s: %d points", name, sum(r["name"] == name for r in rows))
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "curves.json").write_text(json.dumps(rows, indent=1))
@@ -280,33 +270,33 @@ def learning_curves(registry: Mapping[str, Any], runner, names: Sequence[str], *
     return rows
 
 
-def step_costs(registry: Mapping[str, Any]) -> dict[str, Any]:
+def step_costs(registry: Registry) -> dict[str, Any]:
     """Measured training cost of this profile's runs: seconds per optimizer step (each run's wall time over
     its steps, as the pipeline's workers ran it), split into multi-teacher and single-teacher runs."""
     per: dict[str, list[float]] = {"multi": [], "single": []}
     qps = None
-    for meta in registry.get("runs", {}).values():
-        summary = resolve(meta["path"]) / "summary.json"
+    for meta in registry.runs.values():
+        summary = resolve(meta.path) / "summary.json"
         if not summary.is_file():
             continue
         s = json.loads(summary.read_text())
         if not s.get("steps"):
             continue
-        per["single" if meta.get("method") == "single" else "multi"].append(s["time_s"] / s["steps"])
+        per["single" if meta.method == "single" else "multi"].append(s["time_s"] / s["steps"])
         if qps is None:
-            qps = load_train_config(resolve(meta["path"]) / "config.yaml").optim.questions_per_step
+            qps = load_train_config(resolve(meta.path) / "config.yaml").optim.questions_per_step
     return {"questions_per_step": qps,
             **{f"{k}_runs": len(v) for k, v in per.items()},
             **{f"{k}_s_per_step": float(np.mean(v)) if v else None for k, v in per.items()}}
 
 
-def budget_table(registry: Mapping[str, Any], curve_rows: Sequence[Mapping[str, Any]], *,
+def budget_table(registry: Registry, curve_rows: Sequence[Mapping[str, Any]], *,
                  workers: int | None = None) -> list[dict]:
     """Budget against accuracy: for each step the learning curves measured, the questions a run has seen,
     each curve method's ID accuracy, and the training stage's time for the whole grid at that budget
     (projected from the measured seconds per step of its multi- and single-teacher runs on ``workers``)."""
     cost = step_costs(registry)
-    workers = workers or int(registry.get("config", {}).get("workers") or 1)
+    workers = workers or int(registry.config.get("workers") or 1)
     steps = sorted({int(r["step"]) for r in curve_rows})
     methods = list(dict.fromkeys(r["method"] for r in curve_rows))
     acc = {(r["method"], int(r["step"])): r["id_mean"] for r in curve_rows}
@@ -322,17 +312,17 @@ def budget_table(registry: Mapping[str, Any], curve_rows: Sequence[Mapping[str, 
     return out
 
 
-def sample_sheet(registry: Mapping[str, Any], *, per_task: int = 2, tasks: Sequence[str] | None = None,
+def sample_sheet(registry: Registry, *, per_task: int = 2, tasks: Sequence[str] | None = None,
                  teachers: Sequence[Any] = (), world=None) -> list[dict]:
     """Per-sample outputs (lm-eval's ``--log_samples`` idea) for the first ``per_task`` test questions of each
     task: the question, the gold answer, every method's student answer (its lowest seed) with the extracted
     answer and whether it is right, and, when ``teachers`` (simulated teacher objects) and ``world`` are given,
     the rationale each teacher writes for the question (test questions are never in the training store)."""
-    models = _models(registry)
-    tasks = list(tasks or [*registry["tasks"]["id"], *registry["tasks"]["ood"]])
+    models = registry.models()
+    tasks = list(tasks or [*registry.tasks.id, *registry.tasks.ood])
     first: dict[str, str] = {}
-    for mid in sorted(registry["evals"], key=lambda m: (models[m]["seed"], m)):
-        first.setdefault(models[mid]["name"], mid)
+    for mid in sorted(registry.evals, key=lambda m: (models[m].seed, m)):
+        first.setdefault(models[mid].name, mid)
     samples = {name: {s["id"]: s for s in _samples(registry, mid)} for name, mid in first.items()}
     if not samples:
         return []
@@ -351,7 +341,7 @@ def sample_sheet(registry: Mapping[str, Any], *, per_task: int = 2, tasks: Seque
         for name, mid in first.items():
             got = samples[name].get(s["id"])
             if got is not None:
-                row["answers"].append({"method": models[mid]["label"], "name": name, "seed": models[mid]["seed"],
+                row["answers"].append({"method": models[mid].label, "name": name, "seed": models[mid].seed,
                                        "generation": got["generation"], "extracted": got["extracted_strict"],
                                        "correct": bool(got["correct_strict"])})
         for t in teachers if ex is not None else ():
@@ -362,12 +352,12 @@ def sample_sheet(registry: Mapping[str, Any], *, per_task: int = 2, tasks: Seque
     return rows
 
 
-def eval_config_for_curves(registry: Mapping[str, Any], limit: int):
+def eval_config_for_curves(registry: Registry, limit: int):
     """The profile's first evaluation config, restricted to the ID tasks' first ``limit`` questions."""
 
 
-    cfg = from_dict(PipelineConfig, registry["config"])
-    tasks = ",".join(registry["tasks"]["id"])
+    cfg = from_dict(PipelineConfig, registry.config)
+    tasks = ",".join(registry.tasks.id)
     cfg = dataclasses.replace(cfg, eval_overrides=[*cfg.eval_overrides, f"data.tasks=[{tasks}]", f"data.limit={limit}"])
     return eval_configs_for(cfg, "<curve>")[0]
 
@@ -389,14 +379,14 @@ def plot_curves(rows: Sequence[Mapping[str, Any]]):
     return fig
 
 
-def _score_store(registry: Mapping[str, Any], runner, *, limit: int = 150) -> Path | None:
+def _score_store(registry: Registry, runner, *, limit: int = 150) -> Path | None:
     """Score the store's dev rationales (every ID task) with the base student, HSIC included, for validation."""
 
 
     store = runner.store()
-    cfgs = [ScoreConfig(student=str(runner.base_model()), world=registry["config"]["world"], hsic=True,
+    cfgs = [ScoreConfig(student=str(runner.base_model()), world=registry.config["world"], hsic=True,
                         input=ScoreInput(store=str(store), split=f"{task}-dev", limit=limit))
-            for task in registry["tasks"]["id"]]
+            for task in registry.tasks.id]
     out = artifacts_dir() / "score" / f"validation-{config_hash([c for c in cfgs])}"
     if is_complete(out):
         return out
