@@ -229,9 +229,6 @@ def learning_curves(registry: Registry, runner, names: Sequence[str], *, limit: 
     answer the first ``limit`` test questions of every ID task with the profile's evaluation settings.
     Cached under ``artifacts/curves/`` by the runs' keys, the snapshots and the evaluation config.
     """
-
-
-
     id_tasks = list(registry.tasks.id)
     runs = registry.runs
     chosen = {}
