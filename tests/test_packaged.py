@@ -40,6 +40,10 @@ def test_packaged_file_is_found_without_importing_the_package(fake_package, tmp_
 
     run = TrainConfig(model=ModelConfig(path="packaged:fake"))
     assert inputs_fingerprint(run)["student"] == P.cached_folder("fake").name
+    from compact.analysis.scoring import ScoreConfig
+    from compact.analysis.scoring import inputs_fingerprint as score_fingerprint
+
+    assert score_fingerprint(ScoreConfig(student="packaged:fake"))["student"] == P.cached_folder("fake").name
     assert P.resolve_model_path("Qwen/Qwen2.5-1.5B") == "Qwen/Qwen2.5-1.5B"
     assert P.resolve_model_path("artifacts/runs/x") == "artifacts/runs/x"
 
