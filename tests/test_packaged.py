@@ -44,6 +44,14 @@ def test_packaged_file_is_found_without_importing_the_package(fake_package, tmp_
     from compact.analysis.scoring import inputs_fingerprint as score_fingerprint
 
     assert score_fingerprint(ScoreConfig(student="packaged:fake"))["student"] == P.cached_folder("fake").name
+    # a store written by a packaged teacher follows the GGUF file's bytes too
+    from compact.teachers.generate import GenerateConfig, InputsConfig, TeacherSpec, store_root
+
+    gen = GenerateConfig(inputs=InputsConfig(kind="records", records={"x-test": "none.jsonl"}),
+                         teachers=[TeacherSpec(name="self", backend="hf", model="packaged:fake")])
+    before = store_root(gen)
+    (fake_package / "tiny.gguf").write_bytes(b"a third file")
+    assert store_root(gen) != before
     assert P.resolve_model_path("Qwen/Qwen2.5-1.5B") == "Qwen/Qwen2.5-1.5B"
     assert P.resolve_model_path("artifacts/runs/x") == "artifacts/runs/x"
 
