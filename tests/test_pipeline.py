@@ -12,7 +12,7 @@ from compact.publish import pipeline as P
 from compact.publish import plan as PLAN
 
 
-@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper", "real"])
 def test_profile_plans(profile):
     cfg = P.load_pipeline(profile)
     plan = P.make_plan(cfg)
@@ -23,6 +23,21 @@ def test_profile_plans(profile):
     # every run of the grid trains on the profile's world (if any) and store
     for tcfg in plan.runs.values():
         assert tcfg.data.generate == cfg.generate and (not cfg.world or tcfg.data.world == cfg.world)
+
+
+def test_real_profile_trains_the_packaged_model_on_the_world():
+    """The real profile: SmolLM2 replaces the world's student as the base and as every run's student (LoRA);
+    its base evaluation is keyed by the GGUF file's bytes, not by the world's student."""
+    from compact.inputs.packaged import cached_folder
+
+    cfg = P.load_pipeline("real")
+    plan = P.make_plan(cfg)
+    assert cfg.world and cfg.base_model == "packaged:smollm2-135m-instruct"
+    for tcfg in plan.runs.values():
+        assert tcfg.model.path == cfg.base_model and tcfg.model.lora is not None
+    assert {t.method for t in plan.runs.values()} == {"compact", "uniform"}
+    assert plan.keys["eval"]["base"] != P.make_plan(P.load_pipeline("real", ["base_model="])).keys["eval"]["base"]
+    assert cached_folder("smollm2-135m-instruct").name.startswith("smollm2-135m-instruct-")
 
 
 def test_default_grid_covers_the_issue():
