@@ -117,7 +117,8 @@ def test_smoke_pipeline_produces_results(smoke_book):
     reg = P.read_registry(results)
     assert set(reg["evals"]) >= {"base", "compact-s0", "uniform-s0", "direct-avg-s0", "ties-s0"}
     for name in ("main/main_table", "main/comparisons", "forgetting/forgetting", "latent/pca_shift",
-                 "calibration/calibration", "calibration/rationales", "curves/learning_curves"):
+                 "calibration/calibration", "calibration/rationales", "curves/learning_curves",
+                 "parity/objective_paths", "parity/thinking_words"):
         assert (results / "tables" / f"{name}.csv").is_file(), name
     assert not P.stale_report(P.make_plan(cfg))["notebooks"]
     assert reg["uncalibrated"]  # the smoke world fails its gates; the registry (and the book) say so
