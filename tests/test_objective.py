@@ -348,3 +348,29 @@ def test_row_buckets_would_change_the_reference_mi():
         rows = (batch.group == q).nonzero().flatten()
         width = int(batch.attention_mask[rows].sum(1).max())
         assert torch.allclose(h_questions[rows, :width], h_one[rows, :width], atol=TOL)
+
+
+def test_objective_parity_table_on_real_text():
+    """The published parity table: every quantity of both paths on encoded rationales, fast == reference."""
+    from compact.analysis.parity import QUANTITIES, objective_parity, thinking_words_table
+    from compact.inputs.model import small_qwen2
+    from compact.teachers.view import Instance
+    from compact.world.tokenizer import train_tokenizer
+
+    texts = ["Okay, so 3 + 4 = 7. Wait, 7 - 2 = 5. The answer is 5.", "3 + 4 = 7.\n7 - 2 = 5.\nThe answer is 5.",
+             "Let me check: 4 + 3 = 7. So 7 - 2 = 5. Therefore the answer is 5.", "Hmm. 3 + 4 = 8. The answer is 6."]
+    tok = train_tokenizer(texts * 10 + ["Tom has 3 apples. He gets 4 more and eats 2. How many now?"] * 10,
+                          vocab_size=200, min_frequency=1, model_max_length=128)
+    inst = [Instance(id=f"q{i}", question="Tom has 3 apples. He gets 4 more and eats 2. How many now?", answer="5",
+                     answer_type="number", source="t", rationales=texts[i:] + texts[:i], teachers=list("abcd"),
+                     labels=[{}] * 4)
+            for i in range(2)]
+    model = small_qwen2(len(tok), seed=0, hidden=32, heads=4, kv_heads=2, intermediate=64, max_positions=128)
+    rows = {r["quantity"]: r for r in objective_parity(model, tok, inst, max_length=96)}
+    assert set(rows) == {*QUANTITIES, "loss", "loss_sft", "loss_consistency", "gradients"}
+    for r in rows.values():
+        assert r["max_abs_diff"] <= TOL * max(1.0, r["max_abs_ref"]) * 10, r  # z-scores amplify last bits
+    assert rows["gradients"]["n"] == sum(p.numel() for p in model.parameters())
+    assert rows["loss"]["max_abs_ref"] > 0 and rows["alpha"]["n"] == 8
+    words = thinking_words_table(tok)
+    assert {w["word"] for w in words} >= {"Wait", "Hmm", "So"} and all(isinstance(w["counted"], bool) for w in words)

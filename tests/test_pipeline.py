@@ -13,7 +13,7 @@ from compact.publish import plan as PLAN
 from compact.publish.registry import Registry, StageTime, read_registry
 
 
-@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper", "real"])
 def test_profile_plans(profile):
     cfg = P.load_pipeline(profile)
     plan = P.make_plan(cfg)
@@ -24,6 +24,21 @@ def test_profile_plans(profile):
     # every run of the grid trains on the profile's world (if any) and store
     for tcfg in plan.runs.values():
         assert tcfg.data.generate == cfg.generate and (not cfg.world or tcfg.data.world == cfg.world)
+
+
+def test_real_profile_trains_the_packaged_model_on_the_world():
+    """The real profile: SmolLM2 replaces the world's student as the base and as every run's student (LoRA);
+    its base evaluation is keyed by the GGUF file's bytes, not by the world's student."""
+    from compact.inputs.packaged import cached_folder
+
+    cfg = P.load_pipeline("real")
+    plan = P.make_plan(cfg)
+    assert cfg.world and cfg.base_model == "packaged:smollm2-135m-instruct"
+    for tcfg in plan.runs.values():
+        assert tcfg.model.path == cfg.base_model and tcfg.model.lora is not None
+    assert {t.method for t in plan.runs.values()} == {"compact", "uniform"}
+    assert plan.keys["eval"]["base"] != P.make_plan(P.load_pipeline("real", ["base_model="])).keys["eval"]["base"]
+    assert cached_folder("smollm2-135m-instruct").name.startswith("smollm2-135m-instruct-")
 
 
 def test_default_grid_covers_the_issue():
@@ -103,7 +118,8 @@ def test_smoke_pipeline_produces_results(smoke_book):
     reg = read_registry(results)
     assert set(reg.evals) >= {"base", "compact-s0", "uniform-s0", "direct-avg-s0", "ties-s0"}
     for name in ("main/main_table", "main/comparisons", "forgetting/forgetting", "latent/pca_shift",
-                 "calibration/calibration", "calibration/rationales", "curves/learning_curves"):
+                 "calibration/calibration", "calibration/rationales", "curves/learning_curves",
+                 "parity/objective_paths", "parity/thinking_words"):
         assert (results / "tables" / f"{name}.csv").is_file(), name
     assert not P.stale_report(P.make_plan(cfg))["notebooks"]
     assert reg.uncalibrated  # the smoke world fails its gates; the registry (and the book) say so

@@ -35,6 +35,7 @@ from ..data.records import iter_jsonl
 from ..errors import ArtifactError, ConfigError, DataError
 from ..inputs.encode import collate, encode_instances
 from ..inputs.model import load_model, load_tokenizer, model_fingerprint
+from ..inputs.packaged import PREFIX as PACKAGED_PREFIX, cached_folder
 from ..log import get_logger, progress
 from ..method.adaptability import thinking_token_ids
 from ..method.hsic import token_answer_hsic
@@ -314,7 +315,9 @@ def inputs_fingerprint(cfg: ScoreConfig) -> dict[str, Any]:
         out["world"] = config_hash(load(WorldConfig, cfg.world))
     for key in ("student", "tokenizer"):
         value = getattr(cfg, key)
-        if value and resolve(value).is_dir():
+        if value and value.startswith(PACKAGED_PREFIX):
+            out[key] = cached_folder(value[len(PACKAGED_PREFIX):]).name  # named by the GGUF file's bytes
+        elif value and resolve(value).is_dir():
             out[key] = model_fingerprint(resolve(value))
     return out
 

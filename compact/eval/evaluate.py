@@ -32,6 +32,7 @@ from ..data.benchmarks import BenchmarkSpec, load_benchmark
 from ..data.records import Example, iter_jsonl, read_jsonl
 from ..errors import ArtifactError, ConfigError
 from ..inputs.model import load_model, load_tokenizer
+from ..inputs.packaged import resolve_model_path
 from ..log import get_logger, progress
 from ..paths import artifacts_dir, resolve
 from ..provenance import atomic_dir, is_complete, manifest, read_manifest, write_json
@@ -322,6 +323,9 @@ def run_eval(cfg: EvalConfig, *, force: bool = False) -> tuple[EvalResult, Path]
     """Evaluate ``cfg.model`` (cached by config + model fingerprint) and write the artifact folder."""
     if not cfg.model:
         raise ConfigError("config key 'model' is empty: pass --set model=<HF model folder>")
+    # a packaged model (packaged:<name>) is evaluated, cached and named as its de-quantised folder
+    cfg = dataclasses.replace(cfg, model=resolve_model_path(cfg.model),
+                              tokenizer=resolve_model_path(cfg.tokenizer) if cfg.tokenizer else cfg.tokenizer)
     out = eval_dir(cfg)
     if is_complete(out) and not force:
         log.info("reusing %s", out)

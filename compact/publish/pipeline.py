@@ -191,8 +191,11 @@ class Runner:
         return {k: {"dirs": v[0], "metrics": v[1]} for k, v in done.items()}
 
     def base_model(self) -> Path | str:
-        w = self.world()
-        return w.student_path if w is not None else self.plan.cfg.base_model
+        """The undistilled student: ``base_model`` when the profile names one (a real model, also on the
+        embedded world's tasks), else the world's base student."""
+        if self.plan.cfg.base_model:
+            return self.plan.cfg.base_model
+        return self.world().student_path
 
 
 def check_calibration(world, *, allow: bool) -> list[str]:

