@@ -503,6 +503,7 @@ def test_pipeline_force_touches_only_its_own_profile(tmp_path, monkeypatch):
 
     monkeypatch.setattr(PL, "_map", fake_map)
     monkeypatch.setattr(PL.Runner, "world", lambda self: None)
+    monkeypatch.setattr(PL.Runner, "base_model", lambda self: tmp_path / "base")
     monkeypatch.setattr(PL.Runner, "store", lambda self: tmp_path / "store")
     monkeypatch.setattr(PL.Runner, "merge_all", lambda self, runs: {m: tmp_path / m for m in self.plan.merges})
     monkeypatch.setattr(report, "write_all", lambda *a, **k: None)

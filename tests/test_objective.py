@@ -366,10 +366,14 @@ def test_objective_parity_table_on_real_text():
                      labels=[{}] * 4)
             for i in range(2)]
     model = small_qwen2(len(tok), seed=0, hidden=32, heads=4, kv_heads=2, intermediate=64, max_positions=128)
-    rows = {r["quantity"]: r for r in objective_parity(model, tok, inst, max_length=96)}
+    # uniform alpha: the z-scored fusion (which amplifies last-bit score differences on other CPUs, see
+    # compare_paths) is out of the way, so every raw score, the losses and every gradient are held to TOL
+    rows = {r["quantity"]: r for r in objective_parity(model, tok, inst, max_length=96,
+                                                       cfg=ObjectiveConfig(weighting="uniform"))}
     assert set(rows) == {*QUANTITIES, "loss", "loss_sft", "loss_consistency", "gradients"}
-    for r in rows.values():
-        assert r["max_abs_diff"] <= TOL * max(1.0, r["max_abs_ref"]) * 10, r  # z-scores amplify last bits
+    for name, r in rows.items():  # fused is only logged under uniform weighting (compare_paths bounds it)
+        assert name == "fused" or r["max_abs_diff"] <= TOL * max(1.0, r["max_abs_ref"]), r
+    assert rows["alpha"]["max_abs_diff"] == 0 and rows["mi"]["max_abs_ref"] > 0 and rows["consensus"]["max_abs_ref"] > 0  # the scores were computed
     assert rows["gradients"]["n"] == sum(p.numel() for p in model.parameters())
     assert rows["loss"]["max_abs_ref"] > 0 and rows["alpha"]["n"] == 8
     words = thinking_words_table(tok)

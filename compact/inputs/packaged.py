@@ -21,6 +21,9 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from ..errors import ArtifactError, ConfigError
 from ..log import get_logger
 from ..paths import artifacts_dir
@@ -100,9 +103,6 @@ def cached_folder(name: str, root: Path | None = None) -> Path:
 
 def _dequantise(gguf: Path, out: Path) -> dict:
     """Read ``gguf`` with transformers and write a float32 safetensors folder with the tokenizer to ``out``."""
-    import torch  # local: this module is imported by config resolution, which needs neither torch nor gguf
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # transformers marks a GGUF-loaded model as quantised and refuses to save it; the weights are already

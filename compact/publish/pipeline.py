@@ -195,7 +195,11 @@ class Runner:
         embedded world's tasks), else the world's base student."""
         if self.plan.cfg.base_model:
             return self.plan.cfg.base_model
-        return self.world().student_path
+        w = self.world()
+        if w is None:
+            raise ValueError(f"pipeline profile {self.plan.cfg.profile!r}: no world and no base_model: "
+                             "nothing to evaluate as the base student")
+        return w.student_path
 
 
 def check_calibration(world, *, allow: bool) -> list[str]:
