@@ -142,3 +142,69 @@ print(f"Easiest teacher for this student: {easiest} (mean L {per_teacher.loc[eas
 #    difficulty detect slips better?
 # 4. Why does a minus sign in front of $\beta_3 z(L)$ make sense for a good rationale, and when would it
 #    push away the most *informative* rationale?
+
+# %% [markdown]
+# ## Solutions
+#
+# Each solution runs with the notebook (on the smoke world in the tests, on the default world in the book);
+# open a cell to see its code. Where an exercise asks for another world, the solution reads what the default
+# profile published instead of building that world here.
+#
+# ### Exercise 1
+
+# %% tags=["solution", "hide-input"]
+from compact.paths import results_dir
+from compact.publish.results import read_table
+
+published = {r["score"]: r for r in read_table("validation/metric_auc", root=results_dir())}["difficulty"]
+print(f"this notebook ({world_config}): AUC of -L_k = {a_raw:.3f} over {len(df)} branches")
+print(f"default profile (results/tables/validation/metric_auc): AUC of -L_k = {published['auc_oriented']:.3f} "
+      f"over {published['n_correct'] + published['n_incorrect']} dev branches "
+      f"({published['n_incorrect']} wrong)")
+
+# %% [markdown]
+# ### Exercise 2
+
+# %% tags=["solution", "hide-input"]
+k3 = min(3, len(dev[0].teachers) - 1)
+valid3 = y[k3] != IGNORE_INDEX
+pos3 = valid3.nonzero().squeeze(1)
+ce3 = ce[k3, pos3]
+hard = ce3.topk(min(8, len(pos3))).indices
+print(f"{dev[0].teachers[k3]}: {len(pos3)} assistant tokens, L_k = {float(L_pkg[k3]):.2f}; its 8 hardest tokens "
+      "(position: token, nats):")
+for i in sorted(hard.tolist()):
+    print(f"  {i:4d}: {tok.decode([int(y[k3, pos3[i]])])!r:>12}  {float(ce3[i]):.2f}")
+digits3 = np.array([tok.decode([int(y[k3, p])]).strip().isdigit() for p in pos3])
+print(f"mean loss on digits {float(ce3[digits3].mean()):.2f} vs other tokens {float(ce3[~digits3].mean()):.2f} nats")
+
+# %% [markdown]
+# ### Exercise 3
+
+# %% tags=["solution", "hide-input"]
+within = []
+for t in teachers:
+    sub = df[df.teacher == t]
+    if sub.correct.all() or not sub.correct.any():
+        within.append({"teacher": t, "branches": len(sub), "wrong": int((~sub.correct).sum()), "AUC of -L_k": None})
+        continue
+    within.append({"teacher": t, "branches": len(sub), "wrong": int((~sub.correct).sum()),
+                   "AUC of -L_k": round(auc((-sub.L).tolist(), sub.correct.tolist()), 3)})
+print(f"all teachers pooled: {a_raw:.3f} (None: that teacher has no wrong or no right branch here)")
+pd.DataFrame(within)
+
+# %% [markdown]
+# ### Exercise 4
+#
+# A rationale that is correct and written in a style the student already reads well has a low $L_k$: the
+# minus sign gives it weight, so the student is trained on text it can absorb. The same sign pushes away the
+# rationale that is hard *because it teaches something new* (a step the student cannot yet do): when the
+# student is weak, the most informative branch is often the most surprising one. The cell shows how much of
+# $\alpha$'s difficulty term, inside each question, goes to the branch with the highest loss.
+
+# %% tags=["solution", "hide-input"]
+top = df.loc[df.groupby("id")["L z-score"].idxmax()]
+print(f"the hardest branch of each question is correct in {top.correct.mean():.0%} of {len(top)} questions "
+      f"(all branches: {df.correct.mean():.0%}); teachers of the hardest branch: "
+      f"{top.teacher.value_counts().to_dict()}")
+
