@@ -34,7 +34,7 @@ browser-deps:
 	  else echo "note: chromium is missing and cannot be installed here: the browser check will be skipped"; fi; }
 
 test: venv browser-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not multiprocess and not browser"

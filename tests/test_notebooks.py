@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from compact.paths import notebooks_dir
-from compact.publish.notebooks import check_pairing, execute, notebook_sources
+from compact.publish.notebooks import check_pairing, execute, notebook_sources, solution_check
 
 MINE = ["01_world", "02_teachers", "03_consensus", "04_adaptability", "05_difficulty", "06_fusion_objective",
         "07_training", "11_paper_vs_code", "12_real_models"]
@@ -84,3 +84,29 @@ def test_world_notebook_executes(tmp_path, monkeypatch):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert images, "the notebook shows at least one figure"
+
+
+@pytest.mark.parametrize("path", notebook_sources(), ids=lambda p: p.stem)
+def test_every_exercise_has_a_solution_cell(path):
+    """Each numbered exercise has its own '### Exercise N' heading and one code cell tagged 'solution' (toggled
+    on the page), in order, so that every exercise is executed whenever the notebook is."""
+    import jupytext
+
+    assert solution_check(jupytext.read(path)) == []
+
+
+def test_solution_check_catches_a_missing_or_misplaced_solution():
+    """The check above can fail: an exercise without a solution, a solution under the wrong heading."""
+    import jupytext
+
+    nb = jupytext.read(notebooks_dir() / "05_difficulty.py")
+    sols = [i for i, c in enumerate(nb.cells) if "solution" in c.metadata.get("tags", [])]
+    dropped = nb.copy()
+    dropped.cells = [c for i, c in enumerate(nb.cells) if i != sols[-1]]
+    assert any("solution" in p for p in solution_check(dropped))
+    extra = nb.copy()
+    extra.cells = list(nb.cells)
+    ex = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Exercises" in c.source)
+    extra.cells[ex] = nb.cells[ex].copy()
+    extra.cells[ex].source = nb.cells[ex].source + "\n5. A fifth exercise."
+    assert any("5 exercises" in p for p in solution_check(extra))

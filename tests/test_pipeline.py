@@ -188,6 +188,23 @@ def test_executed_notebooks_hide_their_parameter_cells(smoke_book):
 
 
 @pytest.mark.slow
+def test_every_exercise_solution_ran(smoke_book):
+    """Every published notebook executed each exercise's solution cell: it holds output and no error (a stale
+    exercise, one whose names or files moved, fails the notebook and with it this run)."""
+    import nbformat
+
+    plan = P.make_plan(P.load_pipeline("smoke"))
+    assert plan.keys["notebooks"]
+    for name in plan.keys["notebooks"]:
+        nb = nbformat.read(plan.results / "notebooks" / f"{name}.ipynb", as_version=4)
+        solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+        assert solutions, f"{name}: no solution cells"
+        for c in solutions:
+            kinds = [o.output_type for o in c.get("outputs", [])]
+            assert kinds and "error" not in kinds, f"{name}: a solution cell ran without output: {c.source[:80]!r}"
+
+
+@pytest.mark.slow
 def test_per_sample_page_shows_every_method_and_the_teachers(smoke_book):
     """The per-sample page holds, for each task's first test questions, the gold answer, a row per evaluated
     method and each simulated teacher's rationale."""

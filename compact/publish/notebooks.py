@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -214,3 +215,44 @@ def check_pairing(directory: Path | None = None) -> list[str]:
         if not ipynb.with_suffix(".py").is_file():
             problems.append(f"{ipynb.name}: no paired .py source")
     return problems
+
+
+def solution_check(nb) -> list[str]:
+    """Problems with a notebook's exercises and their solutions (empty when there are none).
+
+    The convention: one markdown cell with an ``Exercises`` heading and a numbered list; after it, for each
+    exercise N in order, a markdown ``### Exercise N`` heading followed by exactly one code cell tagged
+    ``solution`` and ``hide-input`` (the page shows its output and toggles its code). Executing the notebook
+    then executes every exercise.
+    """
+    cells = nb.cells
+    sections = [i for i, c in enumerate(cells)
+                if c.cell_type == "markdown" and re.search(r"^#+ Exercises\s*$", c.source, flags=re.M)]
+    if len(sections) != 1:
+        return [f"{len(sections)} 'Exercises' sections (want 1)"]
+    n = len(re.findall(r"^\d+\. ", cells[sections[0]].source, flags=re.M))
+    problems: list[str] = []
+    headings: list[int] = []
+    solved: list[int] = []
+    for i, c in enumerate(cells[sections[0] + 1:], start=sections[0] + 1):
+        if c.cell_type == "markdown":
+            headings += [int(m) for m in re.findall(r"^### Exercise (\d+)\s*$", c.source, flags=re.M)]
+            continue
+        tags = c.metadata.get("tags", [])
+        if "solution" not in tags:
+            continue
+        if not headings:
+            problems.append(f"cell {i}: a solution cell before any '### Exercise N' heading")
+        elif headings[-1] in solved:
+            problems.append(f"cell {i}: a second solution cell under '### Exercise {headings[-1]}'")
+        else:
+            solved.append(headings[-1])
+        if "hide-input" not in tags:
+            problems.append(f"cell {i}: a solution cell without the 'hide-input' tag")
+    if headings != list(range(1, n + 1)):
+        problems.append(f"{n} exercises, but the headings after them are {headings} (want 1..{n} in order)")
+    if solved != headings:
+        missing = sorted(set(range(1, n + 1)) - set(solved))
+        problems.append(f"{n} exercises, but no solution cell for exercise(s) {missing}")
+    return problems
+
