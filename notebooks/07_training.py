@@ -210,3 +210,143 @@ print(f"notebook_launcher gradient check: relative difference {grad_rel:.1e}.")
 # 4. Set `demo_steps = 8` and look at the trajectories: do the weights move as the student learns?
 # 5. On a machine with GPUs: `accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.trainer
 #    --config configs/train/compact.yaml` (see [chapter 12](12_real_models.ipynb)).
+
+# %% [markdown]
+# ## Solutions
+#
+# Each solution runs with the notebook (on the smoke world in the tests, on the default world in the book);
+# open a cell to see its code. Every run is the demo's: `train_cli` with one more override, `demo_steps`-sized
+# (reused when it already exists). Where an exercise asks for GPUs, the solution runs the same launcher on
+# this machine's CPUs.
+#
+# ### Exercise 1
+#
+# The two runs optimise different objectives (COMPACT's logged loss is $\sum_k \alpha_k L_k$ plus the
+# consistency term, uniform's is the plain mean of the $L_k$), so their logged losses are not the same
+# measurement. The cell also scores both trained students, and the base student, with one measure on held-out
+# dev questions: the mean branch loss, uniform weights, no consistency.
+
+# %% tags=["solution", "hide-input"]
+from compact.inputs.model import load_model
+
+
+def read_jsonl(run_dir, name):
+    return pd.DataFrame([json.loads(line) for line in open(os.path.join(run_dir, name)) if line.strip()])
+
+
+def heldout_loss(model, batch):
+    """Mean over questions of the mean branch loss: alpha = 1/K, no consistency term."""
+    with torch.no_grad():
+        return float(compact_objective(model, batch, ObjectiveConfig(weighting="uniform", consistency="none")).loss)
+
+
+heldout = wb.batch([i for key in ("arith-dev", "variation-dev", "symbolic-dev") for i in wb.instances(key, limit=3)],
+                   max_length=max_length)
+run_uniform = train_cli(["name=notebook-demo", "method=uniform"])
+uniform_log, uniform_alpha = read_jsonl(run_uniform, "log.jsonl"), read_jsonl(run_uniform, "alpha.jsonl")
+print(f"uniform run: alpha takes the values {', '.join(f'{a:.6f}' for a in sorted(uniform_alpha.alpha.unique()))} "
+      f"(1/K = {1 / len(teachers):.6f})")
+print(pd.DataFrame({"COMPACT loss": pd.DataFrame(steps).set_index("step").loss,
+                    "COMPACT sum_k alpha_k L_k": pd.DataFrame(steps).set_index("step").loss_sft,
+                    "uniform loss (mean L_k)": uniform_log.set_index("step").loss}).round(4), "\n")
+pd.Series({"base student": heldout_loss(world.load_student(), heldout),
+           f"COMPACT, {demo_steps} steps": heldout_loss(load_model(run_1, device="cpu"), heldout),
+           f"uniform, {demo_steps} steps": heldout_loss(load_model(run_uniform, device="cpu"), heldout)}).round(4).to_frame(
+    f"held-out mean branch loss, {heldout.n_questions} dev questions (lower is better)")
+
+# %% [markdown]
+# ### Exercise 2
+
+# %% tags=["solution", "hide-input"]
+from compact.config import read_yaml
+
+run_masked = train_cli(["name=notebook-demo", "objective.mi_variant=masked_mean"])
+masked_alpha = read_jsonl(run_masked, "alpha.jsonl")
+trained = {inst.id: inst for inst in wb.instances(read_yaml(os.path.join(run_1, "config.yaml"))["data"]["split"])
+           if inst.id in set(alpha_rows.id)}  # the demo run's questions
+n_tokens = {(i.id, t): len(wb.tokenizer(r)["input_ids"]) for i in trained.values() for t, r in zip(i.teachers, i.rationales)}
+length_of = lambda frame: pd.Series([n_tokens[i, t] for i, t in zip(frame.id, frame.teacher)], index=frame.index)
+by_teacher = pd.DataFrame({"rationale tokens": length_of(alpha_rows).groupby(alpha_rows.teacher).mean(),
+                           "alpha (reference MI)": alpha_rows.groupby("teacher").alpha.mean(),
+                           "alpha (masked_mean MI)": masked_alpha.groupby("teacher").alpha.mean()}).reindex(teachers)
+longest = by_teacher["rationale tokens"].idxmax()
+for col in ("alpha (reference MI)", "alpha (masked_mean MI)"):
+    run_alpha = alpha_rows if "reference" in col else masked_alpha
+    rho_len = pd.DataFrame({"alpha": run_alpha.alpha, "n": length_of(run_alpha)}).corr(method="spearman").iloc[0, 1]
+    print(f"{col}: highest mean alpha {by_teacher[col].idxmax()}; the longest writer {longest} gets "
+          f"{by_teacher.loc[longest, col]:.2f} (rank {int(by_teacher[col].rank(ascending=False)[longest])} of "
+          f"{len(teachers)}); Spearman(alpha, rationale length) = {rho_len:.2f}")
+by_teacher.round(3)
+
+# %% [markdown]
+# ### Exercise 3
+
+# %% tags=["solution", "hide-input"]
+run_mb1 = train_cli(["name=notebook-demo", "optim.micro_batch_questions=1"])
+w_mb = {n: load_file(os.path.join(r, "model.safetensors")) for n, r in (("mb", run_1), ("mb1", run_mb1))}
+base_sd = world.load_student().state_dict()
+diff_mb = max(float((w_mb["mb"][k] - w_mb["mb1"][k]).abs().max()) for k in w_mb["mb"])
+moved_mb = max(float((w_mb["mb"][k] - base_sd[k]).abs().max()) for k in w_mb["mb"] if k in base_sd)
+summaries = {n: json.load(open(os.path.join(r, "summary.json"))) for n, r in (("mb", run_1), ("mb1", run_mb1))}
+print(f"max |theta(micro_batch_questions={micro_batch_questions}) - theta(micro_batch_questions=1)| = {diff_mb:.2e} "
+      f"(training moved parameters by up to {moved_mb:.2e})")
+pd.DataFrame({f"{micro_batch_questions} questions per pass": summaries["mb"],
+              "1 question per pass": summaries["mb1"]}).loc[["steps", "questions", "time_s", "questions_per_s"]]
+
+# %% [markdown]
+# ### Exercise 4
+#
+# The per-step means mix two things: each step sees other questions, and the student changes. The cell
+# plots the trajectories of a run of twice `demo_steps`, then separates the second effect: the same held-out
+# questions (those of exercise 1) weighted by the base student, by the demo run's and by the longer run's.
+
+# %% tags=["solution", "hide-input"]
+long_steps = 2 * demo_steps
+run_long = train_cli(["name=notebook-demo", f"optim.max_steps={long_steps}",
+                      f"data.max_instances={long_steps * questions_per_step}"])
+long_alpha, long_log = read_jsonl(run_long, "alpha.jsonl"), read_jsonl(run_long, "log.jsonl")
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+long_alpha.pivot_table(index="step", columns="teacher", values="alpha", aggfunc="mean")[teachers].plot(
+    ax=axes[0], marker="o")
+axes[0].axhline(1 / len(teachers), color="k", ls="--", lw=1)
+axes[0].set(ylabel=r"mean $\alpha$", title=f"Teacher weights per step ({long_steps} steps)")
+axes[0].legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+long_log.set_index("step")[["loss", "loss_sft"]].plot(ax=axes[1], marker="o")
+axes[1].set(title="Loss per step")
+fig.tight_layout()
+plt.show()
+fixed = {}
+for label, model in (("base student", world.load_student()), (f"after {demo_steps} steps", load_model(run_1, device="cpu")),
+                     (f"after {long_steps} steps", load_model(run_long, device="cpu"))):
+    with torch.no_grad():
+        a = compact_objective(model, heldout, ObjectiveConfig(consistency="none")).alpha  # alpha needs no pair term
+    fixed[label] = pd.Series(a.tolist()).groupby([teachers[int(t)] for t in heldout.teacher]).mean()
+fixed = pd.DataFrame(fixed).reindex(teachers)
+print(f"mean alpha per teacher on the same {heldout.n_questions} held-out questions "
+      f"(largest change from the base student: {float(fixed.sub(fixed['base student'], axis=0).abs().max().max()):.3f}):")
+fixed.round(3)
+
+# %% [markdown]
+# ### Exercise 5
+#
+# There is no GPU here. The command below is the same launcher, `accelerate launch` (spelled
+# `python -m accelerate.commands.launch`), with the checked-in CPU config `configs/accelerate/cpu_ddp.yaml`:
+# two processes over gloo, `accelerator.cpu=true`, and 2 steps of the demo run. On GPUs, swap in
+# `configs/accelerate/ddp.yaml` (one process per GPU; `optim.questions_per_step` must be a multiple of its
+# `num_processes`) and `configs/train/compact.yaml`, and drop `accelerator.cpu=true` and the demo overrides.
+
+# %% tags=["solution", "hide-input"]
+from compact.paths import resolve
+
+run_acc = train_cli(["name=notebook-demo", "accelerator.cpu=true", "optim.max_steps=2"],
+                    launcher=["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/cpu_ddp.yaml",
+                              "--main_process_port", free_port()])
+acc_log = read_jsonl(run_acc, "log.jsonl")
+print(f"processes: {json.load(open(os.path.join(run_acc, 'summary.json')))['num_processes']}; step-1 loss "
+      f"{acc_log.loss.iloc[0]:.5f} (one-process demo run: {steps[0]['loss']:.5f})")
+gpu_acc = read_yaml(resolve("configs/accelerate/ddp.yaml"))
+gpu_train = read_yaml(resolve("configs/train/compact.yaml"))
+print(f"on GPUs: configs/accelerate/ddp.yaml starts {gpu_acc['num_processes']} processes "
+      f"({gpu_acc['mixed_precision']}); configs/train/compact.yaml takes {gpu_train['optim']['questions_per_step']} "
+      f"questions per step, {gpu_train['optim']['questions_per_step'] // gpu_acc['num_processes']} per process")
+print("$ accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.trainer --config configs/train/compact.yaml")

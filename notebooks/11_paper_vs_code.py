@@ -315,6 +315,132 @@ print(f"With K = 2 the fusion produces {findings['K=2: distinct alpha values (3 
 #    *ranking* of the other teachers?
 # 2. In section 3, make the filler longer (`* 20`): how far can you push the sequence consistency term down
 #    without touching a rationale?
-# 3. In section 5, set the consensus scale to 100 instead of 0.01: does anything change for K = 2? Why not?
+# 3. In section 5, set the consensus scale to 100 instead of 0.5: does anything change for K = 2? Why not?
 # 4. Run section 4 with `dev[:6]`: how do the two paths' times and memory estimates scale with the number of
 #    pairs?
+
+
+# %% [markdown]
+# ## Solutions
+#
+# Each solution runs with the notebook (on the smoke world in the tests, on the default world in the book);
+# open a cell to see its code. Each reruns its section's computation locally with the changed value.
+#
+# ### Exercise 1
+#
+# The cell lengthens the same rationale as section 1 by 0, 1, 2, ... sentences and ranks the *other* teachers
+# by their $M_k$, for the reference and the masked variant.
+
+# %% tags=["solution", "hide-input"]
+def fits(text: str) -> int:
+    """How many copies of `text` fit after dev[0]'s longest branch within max_length (one spare)."""
+    room = max_length - int(wb.batch(dev[:1], max_length=max_length).attention_mask.sum(1).max())
+    return max(0, room // len(wb.tokenizer(text)["input_ids"]) - 1)
+
+
+def other_mi(n_sentences):
+    """Section 1 with `extra_sentences = n_sentences`: the other branches' M_k by teacher, both variants."""
+    x = dataclasses.replace(dev[0], rationales=[r + " We are done." * n_sentences if k == k_long else r
+                                                for k, r in enumerate(dev[0].rationales)])
+    bx = wb.batch([x], max_length=max_length)
+    hx = wb.forward(bx).hidden
+    out = {}
+    for v in ("reference", "masked_mean"):
+        m = mi_proxy(hx, W_U, bx.gold_ids, bx.gold_mask, bx.group, bx.input_ids, bx.attention_mask, bx.assistant_start,
+                     bx.thinking_ids, v)
+        out[v] = {t: float(mk) for k, (t, mk) in enumerate(zip(x.teachers, m)) if k != k_long}
+    return out
+
+
+def ranking(scores):
+    return " > ".join(sorted(scores, key=scores.get, reverse=True))
+
+
+most = fits(" We are done.")  # beyond this the lengthened rationale would be cut at max_length
+sweep = {n_sent: other_mi(n_sent) for n_sent in sorted({*range(min(17, most + 1)), *range(24, most + 1, 8), most})}
+print(f"extra_sentences = 0: the other branches' reference M_k differ from section 1's 'as generated' by up to "
+      f"{max(abs(m - mi.loc[('reference', t), 'as generated']) for t, m in sweep[0]['reference'].items()):.1e}")
+for v in ("reference", "masked_mean"):
+    flips = [n_sent for n_sent, r in sweep.items() if ranking(r[v]) != ranking(sweep[0][v])]
+    print(f"{v}: as generated {ranking(sweep[0][v])}; lengthening {dev[0].teachers[k_long]}'s rationale "
+          + (f"first changes it at extra_sentences = {flips[0]}: {ranking(sweep[flips[0]][v])}" if flips else
+             f"never changes it (up to {most} sentences, the most that fit in max_length)"))
+shown = sorted({n_sent for n_sent in (0, 1, 2, 4, 8, 16, 32, 64) if n_sent in sweep} | {most})
+pd.DataFrame({n_sent: sweep[n_sent]["reference"] for n_sent in shown}).T.rename_axis(
+    "extra_sentences (reference M_k)").round(3)
+
+# %% [markdown]
+# ### Exercise 2
+#
+# The cell repeats section 3 with 0, 3, 10, 20 filler sentences and with the most that fit before a rationale
+# would be cut at `max_length`.
+
+# %% tags=["solution", "hide-input"]
+filler_text = " The weather was nice that day."
+filler_most = fits(filler_text)
+filler_rows = []
+for reps in sorted({r for r in (0, 3, 10, 20) if r <= filler_most} | {filler_most}):
+    x = dataclasses.replace(dev[0], question=dev[0].question + filler_text * reps)
+    bx = wb.batch([x], max_length=max_length)
+    row = {"filler sentences": reps, "prompt tokens": int(bx.assistant_start[0])}
+    for mode in ("sequence", "answer_span"):
+        row[mode] = float(compact_objective(student, bx, ObjectiveConfig(consistency=mode, weighting="uniform"))
+                          .loss_consistency)
+    filler_rows.append(row)
+filler = pd.DataFrame(filler_rows).set_index("filler sentences")
+for mode in ("sequence", "answer_span"):
+    filler[f"{mode} / original"] = filler[mode] / filler.loc[0, mode]
+low = filler["sequence / original"].idxmin()
+print(f"lowest sequence term: {filler.loc[low, 'sequence / original']:.0%} of the original, with {low} filler "
+      f"sentences ({filler.loc[low, 'prompt tokens']} prompt tokens) and every rationale unchanged; the answer-span "
+      f"term there: {filler.loc[low, 'answer_span / original']:.0%} of its original")
+filler.round(4)
+
+# %% [markdown]
+# ### Exercise 3
+#
+# Nothing changes: a z-score does not see the scale of its inputs, for any $K$, up to the $10^{-4}$ in the
+# denominator (which nudges the questions whose scores lie close together). With $K = 2$ it sees even less: only which of the two branches is larger. The cell rescales the consensus
+# scores, then bends them with a map that keeps each question's order and never narrows a gap ($C + C^3$):
+# for $K = 2$ the weights stay the same, for $K = 4$ the bend moves them. Shrinking the scores until their gaps
+# are near $10^{-4}$ is the one change that matters for both.
+
+# %% tags=["solution", "hide-input"]
+changes = []
+for label, c_new in (("scale 100 instead of 0.5", raw["C"] / 0.5 * 100), ("C + C^3 (same order, wider gaps)",
+                     raw["C"] + raw["C"] ** 3), ("scale 1e-4 instead of 0.5", raw["C"] / 0.5 * 1e-4)):
+    row = {"consensus scores": label}
+    for k_branches, grp, before in ((2, group, a2), (4, group4, a4)):
+        _, after = fuse(raw["M"], c_new, raw["L"], grp)
+        moved_q = (after - before).abs().reshape(-1, k_branches).max(1).values  # per question
+        row[f"K={k_branches}: share of questions moved > 0.01"] = float((moved_q > 0.01).float().mean())
+        row[f"K={k_branches}: median change"] = float(moved_q.median())
+    changes.append(row)
+pd.DataFrame(changes).set_index("consensus scores").round(4)
+
+# %% [markdown]
+# ### Exercise 4
+
+# %% tags=["solution", "hide-input"]
+b6 = wb.batch(dev[:6], max_length=max_length)
+times6 = {}
+with torch.enable_grad():
+    for path in ("reference", "fast"):
+        student.zero_grad()
+        t0 = time.perf_counter()
+        compact_objective(student, b6, ObjectiveConfig(path=path)).loss.backward()
+        times6[path] = time.perf_counter() - t0
+student.zero_grad()
+n6, L6 = b6.input_ids.shape
+pairs6 = sum(k * (k - 1) // 2 for k in torch.bincount(b6.group).tolist())
+scaling = pd.DataFrame([  # section 4 scored dev[:2]
+    {"questions": 2, "pairs": pairs, "padded width L": L, "reference s": times["reference"], "fast s": times["fast"], "reference floats (2 pairs L V)": 2 * pairs * L * V, "fast floats (N L V)": n * L * V},
+    {"questions": b6.n_questions, "pairs": pairs6, "padded width L": L6, "reference s": times6["reference"],
+     "fast s": times6["fast"], "reference floats (2 pairs L V)": 2 * pairs6 * L6 * V, "fast floats (N L V)": n6 * L6 * V},
+]).set_index("questions")
+ratio = scaling.iloc[1] / scaling.iloc[0]
+print(f"from {scaling.index[0]} to {scaling.index[1]} questions: pairs x{ratio['pairs']:.1f}, L x{ratio['padded width L']:.2f}; "
+      f"reference time x{ratio['reference s']:.1f}, fast time x{ratio['fast s']:.1f}; memory estimate x"
+      f"{ratio['reference floats (2 pairs L V)']:.1f} (reference) and x{ratio['fast floats (N L V)']:.1f} (fast); "
+      f"the reference holds {2 * pairs6 / n6:.1f} times the fast path's log-probabilities at any size (K - 1)")
+scaling.round(3)

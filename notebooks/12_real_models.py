@@ -257,3 +257,114 @@ shutil.rmtree(tmp, ignore_errors=True)  # the tiny models, store and run were on
 #    pass with the same per-question alpha.
 # 4. Write a malformed GSM8K row (no `####` line) into `files["gsm8k"]` and reload it: which file, record and
 #    field does the error name?
+
+# %% [markdown]
+# ## Solutions
+#
+# Each solution runs with the notebook (the same tiny random models and local files in the tests and in the
+# book; nothing is downloaded); open a cell to see its code. The chapter removed its temporary folder above,
+# so the solutions work in a folder of their own (`$SOL` in the printed commands), rebuild the tiny models
+# they need with the same seeds, and remove it at the end.
+#
+# ### Exercise 1
+
+# %% tags=["solution", "hide-input"]
+sol = Path(tempfile.mkdtemp(prefix="compact-nb12-solutions-"))
+SOL = {str(sol): "$SOL"}
+sol_gsm8k = sol / "gsm8k.jsonl"
+sol_gsm8k.write_text("\n".join(json.dumps(r) for r in rows["gsm8k"]) + "\n")
+longer_tokens = 64  # the exercise's max_new_tokens
+sol_teachers = [tiny_student(sol / f"teacher-{i}", seed=seed + i, tokenizer=tok) for i in range(3)]  # one more
+gen3 = dict(gen_cfg, inputs={"kind": "benchmark", "benchmarks": [{"name": "gsm8k", "path": str(sol_gsm8k),
+                                                                    "split": "train"}]}, root=str(sol / "store"))
+gen3["teachers"] = [dict(t, model=str(p), sampling=dict(t["sampling"], max_new_tokens=longer_tokens))
+                    for t, p in zip(gen_cfg["teachers"], sol_teachers)]
+gen3["teachers"].append(dict(gen3["teachers"][0], name="tiny-teacher-2", model=str(sol_teachers[2]),
+                             paper_name=gen_paper["teachers"][2]["paper_name"]))
+(sol / "generate.yaml").write_text(yaml.safe_dump(gen3))
+run_module("compact.cli", "generate", "--config", str(sol / "generate.yaml"), "--log-level", "WARNING", redact=SOL)
+store3 = RationaleStore(gen3["root"])
+summ3 = pd.DataFrame(summarize(store3))
+insts3 = build_instances(store3, "gsm8k-train", policy="keep")
+
+
+def mean_tokens(instances):
+    return sum(len(tok(r)["input_ids"]) for i in instances for r in i.rationales) / sum(len(i.rationales) for i in instances)
+
+
+print("store folders of gsm8k-train:", sorted(p.name for p in (store3.root / "gsm8k-train").iterdir()
+                                               if not p.name.startswith(".")))
+pd.DataFrame({f"chapter ({len(summ)} teachers, {max_new_tokens} new tokens)": {
+                  "rationales in the store": int(summ.rows.sum()), "instances": len(insts),
+                  "branches per instance": len(insts[0].teachers), "mean rationale tokens": f"{mean_tokens(insts):.1f}"},
+              f"exercise ({len(summ3)} teachers, {longer_tokens} new tokens)": {
+                  "rationales in the store": int(summ3.rows.sum()), "instances": len(insts3),
+                  "branches per instance": len(insts3[0].teachers), "mean rationale tokens": f"{mean_tokens(insts3):.1f}"}})
+
+# %% [markdown]
+# ### Exercise 2
+#
+# `drop_question` drops a question as soon as one of its rationales has no final answer line. Random weights
+# never write one, so every question is dropped and the trainer has no data; its error says which splits it read.
+
+# %% tags=["solution", "hide-input"]
+print(f"instances under drop_question: {len(build_instances(store3, 'gsm8k-train', policy='drop_question'))} "
+      f"(under keep: {len(insts3)})")
+sol_student = tiny_student(sol / "student", seed=seed + 10, tokenizer=tok)
+try:
+    run_module("compact.trainer.run", "--config", paper_train, "--log-level", "WARNING",
+               "--set", f"model.path={sol_student}", "--set", "data.generate=null", "--set", f"data.store={store3.root}",
+               "--set", f"data.teachers={json.dumps([t['name'] for t in gen3['teachers']])}",
+               "--set", "data.policy=drop_question", "--set", f"optim.max_steps={train_steps}",
+               env={"COMPACT_ARTIFACTS": str(sol / "artifacts")}, redact=SOL)
+except RuntimeError as exc:
+    lines = str(exc).replace(str(sol), "$SOL").splitlines()
+    print("the trainer exits with:", next((x for x in lines if x.startswith("error:")), lines[-1]))
+else:
+    print("the trainer ran: some question kept all its rationales")
+
+# %% [markdown]
+# ### Exercise 3
+#
+# The cell trains `2 * train_steps` steps twice on the exercise-1 store, with one and with two questions per
+# pass, and compares every logged $\alpha$, the losses and the trained adapters. LoRA dropout is switched off in
+# both runs, so that neither draws random masks (which the two batchings would draw differently).
+
+# %% tags=["solution", "hide-input"]
+from safetensors.torch import load_file
+
+runs3 = {}
+for mb in (1, 2):
+    runs3[mb] = Path(run_module(
+        "compact.trainer.run", "--config", paper_train, "--log-level", "WARNING",
+        "--set", f"model.path={sol_student}", "--set", "data.generate=null", "--set", f"data.store={store3.root}",
+        "--set", f"data.teachers={json.dumps([t['name'] for t in gen3['teachers']])}", "--set", "data.policy=keep",
+        "--set", "data.max_length=256", "--set", f"optim.max_steps={2 * train_steps}",
+        "--set", f"optim.micro_batch_questions={mb}", "--set", "model.lora.dropout=0.0", "--set", "log.every=1",
+        env={"COMPACT_ARTIFACTS": str(sol / "artifacts")}, redact=SOL)[-1])
+alpha3 = {mb: pd.DataFrame([json.loads(x) for x in (r / "alpha.jsonl").read_text().splitlines() if x.strip()])
+          .set_index(["step", "id", "teacher"]).alpha for mb, r in runs3.items()}
+log3 = {mb: pd.DataFrame([json.loads(x) for x in (r / "log.jsonl").read_text().splitlines() if x.strip()])
+        .set_index("step") for mb, r in runs3.items()}
+ad = {mb: load_file(r / "adapter" / "adapter_model.safetensors") for mb, r in runs3.items()}
+print(f"{len(alpha3[2])} logged weights over {alpha3[2].index.get_level_values('step').nunique()} steps; "
+      f"max |alpha(2 per pass) - alpha(1 per pass)| = {float((alpha3[2] - alpha3[1]).abs().max()):.1e}")
+print(f"max difference of the trained LoRA weights: {max(float((ad[2][k] - ad[1][k]).abs().max()) for k in ad[1]):.1e} "
+      f"(largest LoRA weight: {max(float(v.abs().max()) for v in ad[1].values()):.1e})")
+pd.DataFrame({"loss, 1 question per pass": log3[1].loss, "loss, 2 per pass": log3[2].loss}).round(6)
+
+# %% [markdown]
+# ### Exercise 4
+
+# %% tags=["solution", "hide-input"]
+bad = sol / "gsm8k-malformed.jsonl"
+bad.write_text(sol_gsm8k.read_text() + json.dumps({"question": "Ann has 2 pens and buys 3 more. How many pens?",
+                                                   "answer": "Ann has 2 + 3 = 5 pens."}) + "\n")  # no #### line
+try:
+    load_benchmark(BenchmarkSpec(name="gsm8k", path=str(bad)))
+    print("loaded without an error")
+except CompactError as exc:
+    print(f"{type(exc).__name__}: {str(exc).replace(str(sol), '$SOL')}")
+    print("names -> file:", str(getattr(exc, "path", None)).replace(str(sol), "$SOL"), "| record:",
+          getattr(exc, "record", None), "| field:", getattr(exc, "field", None))
+shutil.rmtree(sol, ignore_errors=True)  # the solutions' tiny models, stores and runs
