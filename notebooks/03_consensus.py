@@ -213,3 +213,127 @@ print("Per-teacher mean in-degree:", {t: round(v, 3) for t, v in by_teacher.item
 # 3. Draw `n_graphs = 6` instances: is the red node ever the largest?
 # 4. Does one teacher's style (e.g. the concise `sim-qwen-instruct`) systematically attract more in-degree?
 #    Compare the per-teacher bar chart with the teachers' accuracies in [chapter 2](02_teachers.ipynb).
+
+# %% [markdown]
+# ## Solutions
+#
+# Each solution runs with the notebook (on the smoke world in the tests, on the default world in the book);
+# open a cell to see its code. Where an exercise asks for another world, the solution reads what the default
+# profile published instead of building that world here.
+#
+# ### Exercise 1
+#
+# The default profile scores the dev rationales of every in-distribution task with the default world's base
+# student and publishes the AUC of each score (`results/tables/validation/metric_auc`, with the package's
+# reference widening); the cell sets its consensus row beside this notebook's. That run scores the first dev
+# questions of each task (`validation_limit` of the pipeline) and this notebook all of them, so on the default
+# world the two AUCs are close but not equal.
+
+# %% tags=["solution", "hide-input"]
+from compact.paths import results_dir
+from compact.publish.results import read_table
+
+published = {r["score"]: r for r in read_table("validation/metric_auc", root=results_dir())}["consensus"]
+print(f"this notebook ({world_config}): AUC of C_k = {a_ref:.3f} (reference widening), {a_hb:.3f} (head-block) "
+      f"over {len(ref)} branches ({int((~ref.correct).sum())} wrong)")
+print(f"default profile (results/tables/validation/metric_auc): AUC of C_k = {published['auc']:.3f} over "
+      f"{published['n_correct'] + published['n_incorrect']} dev branches ({published['n_incorrect']} wrong), "
+      f"{abs(published['auc'] - 0.5):.3f} from chance")
+by_teacher1 = [r for r in read_table("validation/metric_auc_by_teacher", root=results_dir())
+               if r["score"] == "consensus" and r["teacher"] != "all"]
+print("published, within each teacher:", {r["teacher"]: round(r["auc"], 3) for r in by_teacher1})
+
+# %% [markdown]
+# ### Exercise 2
+#
+# A copy of `soft_graph` with the temperature set to 1 (the notebook's function is left as it is). Without the
+# $\sqrt{d_q}$ the logits are $\sqrt{d_q}$ times larger, so each row of $A$ is sharper (a larger largest entry,
+# a lower entropy), and $C$ no longer matches `consensus_scores`: the `assert` fails, as it should.
+
+# %% tags=["solution", "hide-input"]
+def soft_graph_t1(inst):
+    """``soft_graph`` with the softmax temperature sqrt(d_q) replaced by 1: A before and after, and C."""
+    batch = wb.batch([inst], max_length=max_length)
+    h = wb.forward(batch).hidden
+    e = h[torch.arange(len(h)), last_nonpad(batch.attention_mask)]
+    q = proj.q_proj(e)
+    k = widen_keys(proj.k_proj(e), proj.n_heads, proj.n_kv_heads, "element")
+    rows = {t: torch.softmax(q @ k.T / t, dim=-1) for t in (math.sqrt(q.shape[-1]), 1.0)}  # before A_kk <- 0
+    A = rows[1.0] * (1 - torch.eye(len(q)))
+    C = A.sum(dim=0)
+    ref = consensus_scores(e, proj.q_proj, proj.k_proj, proj.n_heads, proj.n_kv_heads, batch.group)
+    assert torch.allclose(C, ref, atol=1e-6), "hand-computed C differs from compact.method.consensus"
+    return rows, C
+
+
+def peakedness(P):
+    return {"largest entry per row (mean)": float(P.max(dim=-1).values.mean()),
+            "row entropy (mean, nats)": float(-(P * P.clamp(min=1e-30).log()).sum(-1).mean())}
+
+
+try:
+    soft_graph_t1(shown[0])
+    print("the assert did NOT fail: C is the same at both temperatures here")
+except AssertionError as err:
+    print(f"AssertionError: {err}")
+d_q = proj.q_proj.out_features
+rows2 = {}
+for inst2 in shown:
+    b2 = wb.batch([inst2], max_length=max_length)
+    e2 = wb.forward(b2).hidden[torch.arange(len(inst2.teachers)), last_nonpad(b2.attention_mask)]
+    logits2 = proj.q_proj(e2) @ widen_keys(proj.k_proj(e2), proj.n_heads, proj.n_kv_heads, "element").T
+    for name, t in ((f"sqrt(d_q) = {math.sqrt(d_q):.1f}", math.sqrt(d_q)), ("1", 1.0)):
+        rows2.setdefault(name, []).append(peakedness(torch.softmax(logits2 / t, dim=-1)))
+print(f"softmax rows of {len(shown)} instances (K = {len(teachers)}: uniform rows have largest entry "
+      f"{1 / len(teachers):.2f} and entropy {math.log(len(teachers)):.2f} nats):")
+pd.DataFrame({name: pd.DataFrame(v).mean() for name, v in rows2.items()}).T.rename_axis("temperature").round(3)
+
+# %% [markdown]
+# ### Exercise 3
+#
+# Rather than six drawings, the cell prints what they would show: for the first six instances in the order of
+# the figure above (instances with both right and wrong branches first), each branch's $C_k$ and whether the
+# largest node is red. Then the same question over every dev instance with a wrong branch, against the rate
+# at which a node picked at random would be red.
+
+# %% tags=["solution", "hide-input"]
+shown6 = (mixed + [i for i in dev if i not in mixed])[:6]
+rows3 = []
+for inst3 in shown6:
+    _, C3 = soft_graph(inst3)
+    top = int(C3.argmax())
+    rows3.append({"id": inst3.id, "C (red = wrong branch)": ", ".join(
+        f"{float(c):.3f}" + ("(red)" if not lab["final_correct"] else "") for c, lab in zip(C3, inst3.labels)),
+        "largest node": inst3.teachers[top].replace("sim-", ""),
+        "largest is red": not inst3.labels[top]["final_correct"]})
+print(pd.DataFrame(rows3).set_index("id").to_string())
+with_wrong = ref.groupby("id").filter(lambda g: (~g.correct).any())
+tops = with_wrong.loc[with_wrong.groupby("id").consensus.idxmax()]
+print(f"\nover the {tops.id.nunique()} dev instances with a wrong branch: the largest node is red in "
+      f"{(~tops.correct).mean():.0%} of them; a node picked at random would be red in "
+      f"{(~with_wrong.correct).mean():.0%}")
+
+# %% [markdown]
+# ### Exercise 4
+#
+# The cell sets each teacher's mean in-degree beside its accuracy on the same dev branches (the accuracies of
+# chapter 2), how often its branch is the largest node of its question, and its mean length, and asks, within
+# each question, whether $C_k$ follows the branch's length (the style) more than its correctness.
+
+# %% tags=["solution", "hide-input"]
+from compact.analysis.validation import proxy_vs_estimator
+
+ref4 = ref.assign(tokens=[len(tok_ids) for inst in dev for tok_ids in
+                          wb.tokenizer(inst.rationales, add_special_tokens=False)["input_ids"]])
+top4 = ref4.loc[ref4.groupby("id").consensus.idxmax(), "teacher"].value_counts(normalize=True)
+per4 = pd.DataFrame({"accuracy": ref4.groupby("teacher").correct.mean(),
+                     "mean C": ref4.groupby("teacher").consensus.mean(),
+                     "largest node of its question": top4,
+                     "mean tokens": ref4.groupby("teacher").tokens.mean()}).reindex(teachers).fillna(0)
+print(per4.round(3).to_string())
+rho_len = proxy_vs_estimator(ref4.consensus.tolist(), ref4.tokens.tolist(), ref4.id.tolist())
+rho_ok = proxy_vs_estimator(ref4.consensus.tolist(), ref4.correct.astype(float).tolist(), ref4.id.tolist())
+print(f"\nmost in-degree: {per4['mean C'].idxmax()}; most accurate: {per4['accuracy'].idxmax()}; longest: "
+      f"{per4['mean tokens'].idxmax()}; shortest: {per4['mean tokens'].idxmin()}")
+print(f"within questions, Spearman of C_k with branch length {rho_len['within_question_spearman']:.2f}, with "
+      f"correctness {rho_ok['within_question_spearman']:.2f} (mean over questions)")

@@ -182,6 +182,41 @@ def test_both_tokenizer_loaders_agree(smoke_world):
 # world is built when missing (about 10-15 minutes on 2 cores): the acceptance test of the instrument.
 
 
+def test_default_world_is_calibrated_as_published():
+    """The default world's calibration table, as its build measured it and the default profile published it
+    (results/ is tied to today's default world config: the registry's world key is checked here, the rest by
+    test_committed_results_are_fresh), passes every gate, each re-judged from its measured value against the
+    gate's own threshold (the table's 'holds' column is not taken on trust). Building the default world here
+    would cost ~10 minutes of pretraining; `make test-default-world` re-measures it from the built student."""
+    from compact.paths import results_dir
+    from compact.publish.plan import load_pipeline, make_plan
+    from compact.publish.registry import read_registry
+    from compact.publish.results import read_table
+    from compact.world.calibration import GATES
+
+    plan = make_plan(load_pipeline("default"))
+    assert read_registry(results_dir()).keys["world"] == plan.keys["world"], "results/ come from another world"
+    rows = {r["gate"]: r for r in read_table("calibration/calibration", root=results_dir())}
+    assert list(rows) == [g.name for g in GATES]
+    for g in GATES:
+        r = rows[g.name]
+        assert r["threshold"] == g.threshold and g.holds(r["value"]), r
+    assert rows["yesno"]["baseline"] == 0.5  # balanced split: majority = chance
+
+
+def test_calibration_table_is_what_the_student_does(smoke_world):
+    """The recorded table is not taken on trust: re-measured on the built student, every value is the same."""
+    import json
+
+    from compact.world.calibration import calibrate
+
+    data = {t: {"test": smoke_world.examples(t, "test")} for t in smoke_world.tasks}
+    again = calibrate(smoke_world.load_student(), smoke_world.tokenizer, data, smoke_world.cfg.tasks.max_value)
+    recorded = json.loads((smoke_world.path / "calibration.json").read_text())
+    assert [(r["gate"], r["value"], r["holds"]) for r in again["rows"]] == \
+        [(r["gate"], r["value"], r["holds"]) for r in recorded["rows"]]
+
+
 @pytest.fixture(scope="session")
 def default_world():
     from compact.world.build import build_world
@@ -189,7 +224,7 @@ def default_world():
     return build_world(load(WorldConfig, configs_dir() / "world" / "default.yaml"))
 
 
-@pytest.mark.slow
+@pytest.mark.default_world
 def test_default_world_is_calibrated(default_world):
     import json
 
@@ -202,7 +237,7 @@ def test_default_world_is_calibrated(default_world):
     assert default_world.summary()["calibrated"] is True
 
 
-@pytest.mark.slow
+@pytest.mark.default_world
 def test_default_calibration_is_what_the_student_does(default_world):
     """The table is not taken on trust: the facts and an OOD split are re-measured here."""
     from compact.world.calibration import fact_accuracy, probe_accuracy
