@@ -11,6 +11,7 @@ from compact.paths import repo_root
 from compact.publish import pipeline as P
 from compact.publish import plan as PLAN
 from compact.publish.registry import Registry, StageTime, read_registry
+from compact.teachers.generate import load_config as load_generate_config
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "paper", "real"])
@@ -39,6 +40,21 @@ def test_real_profile_trains_the_packaged_model_on_the_world():
     assert {t.method for t in plan.runs.values()} == {"compact", "uniform"}
     assert plan.keys["eval"]["base"] != P.make_plan(P.load_pipeline("real", ["base_model="])).keys["eval"]["base"]
     assert cached_folder("smollm2-135m-instruct").name.startswith("smollm2-135m-instruct-")
+    # world questions also through the GSM8K adapter; SmolLM2's own rationales beside the simulated teachers',
+    # scored by SmolLM2 and by the world's student, part of the results key
+    assert "configs/eval/world_gsm8k.yaml" in cfg.evals
+    gen = load_generate_config(cfg.validation_generate)
+    assert [t.backend for t in gen.teachers] == ["simulated"] * 4 + ["hf"]
+    assert gen.teachers[-1].model == cfg.base_model and cfg.validation_scorers == ["world"]
+    assert plan.keys["results"] != P.make_plan(P.load_pipeline("real", ["validation_scorers=[]"])).keys["results"]
+
+
+def test_scorer_comparison_needs_its_rationales_and_a_world():
+    with pytest.raises(ConfigError, match="validation_scorers needs validation_generate"):
+        P.load_pipeline("default", ["validation_scorers=[world]"])
+    with pytest.raises(ConfigError, match="names 'world', but the profile has no world"):
+        P.load_pipeline("paper", ["validation_generate=configs/generate/paper_gsm8k.yaml",
+                                  "validation_scorers=[world]"])
 
 
 def test_default_grid_covers_the_issue():
@@ -119,7 +135,7 @@ def test_smoke_pipeline_produces_results(smoke_book):
     assert set(reg.evals) >= {"base", "compact-s0", "uniform-s0", "direct-avg-s0", "ties-s0"}
     for name in ("main/main_table", "main/comparisons", "forgetting/forgetting", "latent/pca_shift",
                  "calibration/calibration", "calibration/rationales", "curves/learning_curves",
-                 "parity/objective_paths", "parity/thinking_words"):
+                 "parity/objective_paths", "parity/thinking_words", "validation/scorers"):
         assert (results / "tables" / f"{name}.csv").is_file(), name
     assert not P.stale_report(P.make_plan(cfg))["notebooks"]
     assert reg.uncalibrated  # the smoke world fails its gates; the registry (and the book) say so

@@ -91,6 +91,30 @@ def test_execution_statistics_page(tmp_path, monkeypatch):
     assert "| 08_main_table | 12 |" in page
 
 
+def test_book_takes_a_page_from_the_profile_that_executes_it(tmp_path, monkeypatch):
+    """A toc page the results folder lacks comes from a profile folder inside it (results/real holds the
+    SmolLM2 chapter); a page no profile executed is named in the error."""
+    import nbformat
+
+    from compact.errors import CompactError
+    from compact.publish import book
+
+    results = tmp_path / "results"
+    (results / "notebooks").mkdir(parents=True)
+    (results / "real" / "notebooks").mkdir(parents=True)
+    monkeypatch.setattr(book, "execution_page", lambda r: "# Execution statistics\n")
+    pages = [p.split("/")[1] for p in book.toc_files() if p.startswith("notebooks/")]
+    for name in pages:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}")])
+        where = "real/notebooks" if name == "12_real_models" else "notebooks"
+        nbformat.write(nb, results / where / f"{name}.ipynb")
+    dest = book.stage(results, tmp_path / "src")
+    assert "# 12_real_models" in (dest / "notebooks" / "12_real_models.ipynb").read_text()
+    (results / "real" / "notebooks" / "12_real_models.ipynb").unlink()
+    with pytest.raises(CompactError, match="12_real_models"):
+        book.stage(results, tmp_path / "src")
+
+
 def test_registry_round_trips_and_refuses_a_broken_schema(tmp_path):
     """The results registry is typed: the committed one reads, writes back identically, and a record with a
     missing field is a one-line error naming it (not a KeyError inside a report)."""

@@ -49,7 +49,9 @@ def toc_files(toc: Path | None = None) -> list[str]:
 
 
 def stage(results: Path, dest: Path) -> Path:
-    """Copy config, prose and executed notebooks into ``dest`` (a fresh folder)."""
+    """Copy config, prose and executed notebooks into ``dest`` (a fresh folder). A page that ``results``
+    does not hold is taken from a profile folder inside it (``results/real/notebooks``: the real profile
+    executes "Running on real models")."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -71,6 +73,8 @@ def stage(results: Path, dest: Path) -> Path:
                 missing.append(entry)
             continue
         src = executed / (Path(entry).name + ".ipynb")
+        if not src.is_file():  # a page another committed profile executes (results/real: SmolLM2)
+            src = next(iter(sorted(results.glob(f"*/notebooks/{Path(entry).name}.ipynb"))), src)
         if not src.is_file():
             missing.append(str(src))
             continue

@@ -263,7 +263,9 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
         runner._timed("results", lambda: report.write_all(registry, results, runner=runner,
                                                           validation_limit=cfg.validation_limit,
                                                           latent_limit=cfg.latent_limit,
-                                                          curves=cfg.curves, curve_limit=cfg.curve_limit))
+                                                          curves=cfg.curves, curve_limit=cfg.curve_limit,
+                                                          validation_generate=cfg.validation_generate,
+                                                          validation_scorers=cfg.validation_scorers))
         registry.manifest = manifest(cfg, kind="pipeline")
         registry.keys["notebooks"] = {}
         registry.write(results)

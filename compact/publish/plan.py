@@ -80,6 +80,11 @@ class PipelineConfig:
     curve_limit: int = 100
     # publish results from a world whose calibration gates fail (the smoke world: seconds of pretraining)
     allow_uncalibrated: bool = False
+    # scorer comparison: the dev rationales of this generate config's store (e.g. the simulated teachers beside
+    # a real model's own) scored by the base model and by each of validation_scorers ("world" = the world's
+    # base student, or a model path / packaged:NAME); the first validation_limit questions per ID task
+    validation_generate: str = ""
+    validation_scorers: list[str] = dataclasses.field(default_factory=list)
 
     def validate(self) -> None:
         names = [r.name for r in self.runs] + [m.name for m in self.merges]
@@ -104,6 +109,10 @@ class PipelineConfig:
             raise ValueError("curves needs curve_steps")
         if self.curve_limit < 1:
             raise ValueError("curve_limit must be >= 1")
+        if self.validation_scorers and not self.validation_generate:
+            raise ValueError("validation_scorers needs validation_generate (the rationales they score)")
+        if "world" in self.validation_scorers and not self.world:
+            raise ValueError("validation_scorers names 'world', but the profile has no world")
 
 
 def profile_path(profile: str) -> Path:
@@ -195,7 +204,12 @@ def make_plan(cfg: PipelineConfig) -> Plan:
                     for mid, k in {"base": base_key, **run_keys, **merge_keys}.items()}
     keys["results"] = _h({"eval": keys["eval"], "world": keys["world"], "generate": keys["generate"],
                           "analysis": [cfg.validation_limit, cfg.latent_limit],
-                          "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit]})
+                          "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit],
+                          # only when set: the profiles without a scorer comparison keep their keys
+                          **({"scorers": [store_root(load_generate_config(cfg.validation_generate)).name,
+                                          [model_identity(m) if m != "world" else m
+                                           for m in cfg.validation_scorers]]}
+                             if cfg.validation_generate else {})})
     nb_params = notebook_parameters(cfg)
     keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"],
                                      "executor": NOTEBOOK_EXECUTOR})

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from ..analysis import AnalyzeConfig, analyze
 from ..analysis.parity import objective_parity, thinking_words_table
 from ..analysis.scoring import ScoreConfig, ScoreInput, run_score
+from ..analysis.validation import score_auc_table
 from ..config import config_hash, from_dict
 from ..eval.evaluate import EvalResult, evaluate, load_examples
 from ..eval.stats import bootstrap_ci, mean_std
@@ -35,6 +36,8 @@ from ..inputs.model import load_student, load_tokenizer
 from ..log import get_logger
 from ..paths import artifacts_dir, resolve
 from ..provenance import atomic_dir, is_complete, manifest
+from ..teachers.generate import generate_store
+from ..teachers.generate import load_config as load_generate_config
 from ..teachers.view import build_instances
 from ..trainer.checkpoint import load_trainable_state
 from ..trainer.run import load_config as load_train_config
@@ -77,14 +80,21 @@ def main_tables(registry: Registry, *, n_bootstrap: int = 1000, seed: int = 0) -
     by_name: dict[str, list[str]] = {}
     for mid, m in models.items():
         by_name.setdefault(m.name, []).append(mid)
+    # tasks of further eval configs (e.g. world questions read through the GSM8K adapter): a column each,
+    # outside the ID and OOD means
+    extra_tasks = sorted({t for e in registry.evals.values() for t in e.metrics} - {*id_tasks, *ood_tasks})
     rows = []
     for name, mids in by_name.items():
         m0 = models[mids[0]]
         metrics = [registry.evals[mid].metrics for mid in mids]
         row: dict[str, Any] = {"method": m0.label, "name": name, "group": m0.group, "seeds": len(mids)}
-        for t in [*id_tasks, *ood_tasks]:
+        for t in [*id_tasks, *ood_tasks, *extra_tasks]:
             row[t] = float(np.mean([m[t]["strict"] for m in metrics if t in m])) if any(t in m for m in metrics) \
                 else math.nan
+        for t in extra_tasks:  # its own bootstrap interval (over questions; the first seed's evaluation)
+            m = next((m for m in metrics if t in m), None)
+            row[f"{t}_ci_low"] = m[t]["strict_ci_low"] if m else math.nan
+            row[f"{t}_ci_high"] = m[t]["strict_ci_high"] if m else math.nan
         for part, tasks in (("id", id_tasks), ("ood", ood_tasks)):
             mean, std = mean_std(_task_acc(m, tasks) for m in metrics)
             per_q = _per_question(registry, mids, tasks)
@@ -145,7 +155,8 @@ def plot_main(rows: Sequence[Mapping[str, Any]]):
 
 def write_all(registry: Registry, results: Path, *, runner=None, n_bootstrap: int = 1000,
               validation_limit: int = 100, latent_limit: int = 200, curves: Sequence[str] = (),
-              curve_limit: int = 100) -> dict[str, Any]:
+              curve_limit: int = 100, validation_generate: str = "",
+              validation_scorers: Sequence[str] = ()) -> dict[str, Any]:
     """Write every table and figure of the results stage under ``results``."""
     import matplotlib.pyplot as plt  # local: plotting only: matplotlib is imported where a figure is drawn
 
@@ -204,8 +215,48 @@ def write_all(registry: Registry, results: Path, *, runner=None, n_bootstrap: in
         if scores_dir is not None:
             written.update(analyze(AnalyzeConfig(analysis="validation", name="validation", scores=str(scores_dir),
                                                  **common)))
+    # the scores on other rationales (a real model's own beside the simulated teachers') and other scorers
+    if runner is not None and validation_generate:
+        rows = scorer_comparison(registry, runner, generate=validation_generate, scorers=validation_scorers,
+                                 limit=validation_limit)
+        written["validation/scorers"] = write_table("validation/scorers", rows, prov, root=results)
     log.info("results stage wrote %d artifacts under %s", len(written), results)
     return written
+
+
+def scorer_comparison(registry: Registry, runner, *, generate: str, scorers: Sequence[str] = (),
+                      limit: int = 100) -> list[dict[str, Any]]:
+    """Each score's AUC against the rationale's correctness, for each scorer, over the dev rationales of
+    ``generate``'s store (built or reused), overall and per teacher.
+
+    The scorers are the profile's base model and each of ``scorers`` (``"world"``: the world's base student;
+    else a model folder or ``packaged:NAME``). Every scorer reads the same rationales: the first ``limit``
+    dev questions of each ID task, all of the store's teachers per question, so the scores are fused across
+    the same K branches as in training. A score whose AUC is below 0.5 ranks wrong rationales higher;
+    ``auc_oriented`` is max(AUC, 1 - AUC).
+    """
+    store = generate_store(load_generate_config(generate))
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for scorer in ["base", *scorers]:
+        if scorer == "base":
+            student = str(runner.base_model())
+            name = registry.config.get("base_model") or "world student"
+        elif scorer == "world":
+            student, name = str(runner.world().student_path), "world student"
+        else:
+            student, name = scorer, scorer
+        if student in seen:  # e.g. "world" on a profile whose base model is the world's student
+            continue
+        seen.add(student)
+        rows: list[dict[str, Any]] = []
+        for task in registry.tasks.id:
+            cfg = ScoreConfig(student=student, world=registry.config.get("world") or "",
+                              input=ScoreInput(store=str(store), split=f"{task}-dev", limit=limit))
+            task_rows, _ = run_score(cfg)
+            rows += task_rows
+        out += [{"scorer": name, **r} for r in score_auc_table(rows, by="teacher")]
+    return out
 
 
 def objective_checks(registry: Registry, runner, *, n_questions: int = 2) -> dict[str, list[dict]]:
