@@ -107,14 +107,16 @@ def test_failed_notebook_is_not_published(tmp_path):
     assert not list((tmp_path / "published").glob("*"))
 
 
-def test_committed_results_are_fresh():
-    """results/ must come from the current default configs and notebooks (re-run `make reproduce` if not)."""
-    plan = P.make_plan(P.load_pipeline("default"))
+@pytest.mark.parametrize("profile", ["default", "real"])
+def test_committed_results_are_fresh(profile):
+    """The committed results of each published profile (results/, and results/real: the book's SmolLM2 chapter)
+    come from the current configs and notebooks (re-run `compact pipeline --profile <profile>` if not)."""
+    plan = P.make_plan(P.load_pipeline(profile))
     reg = read_registry(plan.cfg.results)
-    assert reg.published, "results/pipeline.json is missing: run `make book` and commit results/"
+    assert reg.published, f"{plan.cfg.results}/pipeline.json is missing: run the {profile} profile and commit it"
     stale = P.stale_report(plan)
-    assert not stale["results"], "results/ tables are stale against configs/ (run `make reproduce`)"
-    assert not stale["notebooks"], f"executed notebooks are stale: {stale['notebooks']} (run `make book`)"
+    assert not stale["results"], f"{plan.cfg.results} tables are stale against configs/ (re-run the {profile} profile)"
+    assert not stale["notebooks"], f"executed notebooks are stale: {stale['notebooks']} (re-run the {profile} profile)"
 
 
 @pytest.fixture(scope="session")
