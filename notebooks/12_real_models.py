@@ -216,6 +216,15 @@ for name in figure_names(resolve(results), prefix="dynamics/"):
 trend = pd.DataFrame(read_table("dynamics/alpha_trend", root=resolve(results)))
 trend[trend.method == "compact"].pivot_table(index="teacher", columns="task", values="alpha_change").round(3)
 
+# %% [markdown]
+# The profile's two other analyses, as for the world's student in chapters 8 and 10: accuracy on the OOD
+# knowledge tasks before and after distillation, and how far distillation moved the student's representations
+# of OOD questions.
+
+# %% tags=["hide-input"]
+for name in [n for n in figure_names(resolve(results)) if n.split("/")[0] in ("forgetting", "latent")]:
+    display(figure(name, root=resolve(results)))
+
 # %% tags=["hide-input"]
 answers = {}
 for mid in ("base", *[m for m in reg.runs if m in ("compact-s0", "uniform-s0")]):

@@ -184,11 +184,13 @@ def test_every_results_figure_is_on_a_page(smoke_book):
     assert_every_figure_shown(P.make_plan(P.load_pipeline("smoke")).results)
 
 
-def test_every_committed_figure_is_on_a_page():
-    """The committed results: every figure file appears in a committed executed notebook (a book page)."""
+@pytest.mark.parametrize("folder", ["", "real"])
+def test_every_committed_figure_is_on_a_page(folder):
+    """The committed results (results/, and results/real for the SmolLM2 chapter): every figure file appears in
+    a committed executed notebook of the same profile (a book page)."""
     from compact.paths import results_dir
 
-    assert_every_figure_shown(results_dir())
+    assert_every_figure_shown(results_dir() / folder)
 
 
 @pytest.mark.slow
