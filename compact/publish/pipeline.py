@@ -3,6 +3,7 @@
     compact pipeline --profile smoke            # CI-sized, minutes; results under artifacts/smoke/results
     compact pipeline --profile default --book   # the main job: full grid on the embedded world + the book
     compact pipeline --profile default --force  # re-execute every stage
+    compact pipeline --profile real             # SmolLM2-135M-Instruct on the world's tasks (CPU, ~2 h)
     compact pipeline --profile paper --dry-run  # the real-model plan (GPUs), printed, not run
 
 A profile (``configs/pipeline/<profile>.yaml``) names the world, the generate config, the training grid
@@ -35,6 +36,7 @@ from ..eval.evaluate import run_eval
 from ..log import get_logger, quiet_progress_bars, setup_logging
 from ..paths import (
     artifacts_dir,
+    configs_dir,
     book_dir,
     resolve,
 )
@@ -303,7 +305,8 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="default", help="smoke | default | paper (configs/pipeline/*.yaml)")
+    profiles = " | ".join(sorted(p.stem for p in (configs_dir() / "pipeline").glob("*.yaml")))
+    parser.add_argument("--profile", default="default", help=f"{profiles} (configs/pipeline/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a pipeline config key (dotted, type-checked); repeatable")
     parser.add_argument("--book", action="store_true", help="build the Jupyter Book at the end")
