@@ -36,8 +36,8 @@ from ..eval.evaluate import run_eval
 from ..log import get_logger, quiet_progress_bars, setup_logging
 from ..paths import (
     artifacts_dir,
-    configs_dir,
     book_dir,
+    configs_dir,
     resolve,
 )
 from ..provenance import clean_stale_partials, manifest
