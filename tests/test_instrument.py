@@ -155,6 +155,7 @@ def test_budget_table_projects_the_grid_from_measured_step_times(tmp_path):
 
     from compact import config as C
     from compact.config import save_yaml
+    from compact.publish.registry import ModelRecord, Registry
     from compact.publish.report import budget_table, step_costs
     from compact.trainer.config import TrainConfig
 
@@ -165,8 +166,8 @@ def test_budget_table_projects_the_grid_from_measured_step_times(tmp_path):
         d.mkdir()
         (d / "summary.json").write_text(json.dumps({"time_s": secs, "steps": 10}))
         save_yaml(C.replace(TrainConfig(), **{"optim.questions_per_step": 8}), d / "config.yaml")
-        runs[rid] = {"name": rid[:-3], "seed": 0, "method": method, "path": str(d)}
-    registry = {"runs": runs, "config": {"workers": 2}}
+        runs[rid] = ModelRecord(name=rid[:-3], seed=0, group="main", label=rid, method=method, path=str(d))
+    registry = Registry(runs=runs, config={"workers": 2})
     cost = step_costs(registry)
     assert cost["multi_runs"] == 2 and cost["single_runs"] == 1
     assert cost["multi_s_per_step"] == 2.5 and cost["single_s_per_step"] == 0.5
