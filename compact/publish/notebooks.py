@@ -255,4 +255,3 @@ def solution_check(nb) -> list[str]:
         missing = sorted(set(range(1, n + 1)) - set(solved))
         problems.append(f"{n} exercises, but no solution cell for exercise(s) {missing}")
     return problems
-

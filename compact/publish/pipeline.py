@@ -199,7 +199,7 @@ class Runner:
             return self.plan.cfg.base_model
         w = self.world()
         if w is None:
-            raise ValueError(f"pipeline profile {self.plan.cfg.profile!r}: no world and no base_model: "
+            raise CompactError(f"pipeline profile {self.plan.cfg.profile!r}: no world and no base_model: "
                              "nothing to evaluate as the base student")
         return w.student_path
 
