@@ -54,6 +54,7 @@ from .consensus import (
 )
 from .difficulty import IGNORE_INDEX, branch_loss, last_nonpad, shifted_labels
 from .fusion import check_static_weights, fuse
+from .shards import full
 
 
 @dataclass
@@ -442,7 +443,8 @@ def projections_for(model: nn.Module, cfg: ObjectiveConfig) -> AttentionProjecti
 
 
 def lm_head_weight(model: nn.Module) -> Tensor:
-    """The LM-head (unembedding) weight, through peft/DDP wrappers."""
+    """The LM-head (unembedding) weight, through peft/DDP wrappers; whole (gathered) when FSDP2 or ZeRO-3 shards
+    it (:func:`compact.method.shards.full`)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     inner = model
     while head is None and isinstance(getattr(inner, "module", None), nn.Module):
@@ -450,7 +452,7 @@ def lm_head_weight(model: nn.Module) -> Tensor:
         head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     if head is None or not isinstance(getattr(head, "weight", None), Tensor):
         raise CompactError(f"model {type(model).__name__} has no output embeddings (the MI proxy needs W_U)")
-    return head.weight
+    return full(head.weight)
 
 
 def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -80,6 +81,19 @@ def make_accelerator(cfg: TrainConfig, work: Path):
     cpu = cfg.accelerator.cpu or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
     n_proc = state.num_processes
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    wanted = [name for name, var in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED"))
+              if os.environ.get(var, "false").lower() == "true"]
+    if wanted and state.distributed_type.value != wanted[0]:
+        # accelerate runs an FSDP or DeepSpeed config without GPUs as plain DDP over gloo: the run would not be
+        # what its config says (nor shard anything)
+        raise ConfigError(f"the accelerate config asks for {wanted[0]} but accelerate runs "
+                          f"{state.distributed_type.value} here: its FSDP and DeepSpeed modes need GPUs (on CPU use "
+                          f"configs/accelerate/cpu_ddp.yaml; python -m compact.trainer.fsdp_parity checks the "
+                          f"objective under FSDP2 on CPU)")
+    if launched != n_proc:
+        raise ConfigError(f"launched as {launched} processes (WORLD_SIZE) but accelerate connected {n_proc} "
+                          f"({state.distributed_type.value}): each process would train alone on all the data")
     q, m = cfg.optim.questions_per_step, cfg.optim.micro_batch_questions
     if q % n_proc:
         raise ConfigError(f"optim.questions_per_step={q} must be a multiple of the number of processes ({n_proc})")
