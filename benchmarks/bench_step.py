@@ -123,6 +123,15 @@ def main() -> int:
     real = store_questions(tok, args.questions) or qs
     src = "default store" if real is not qs else "toy instances"
     rb = [collate(real[i:i + 8], pad_id=pad, thinking_ids=th) for i in range(0, len(real), 8)]
+    from compact.method.objective import length_buckets
+
+    real = sum(int(b.attention_mask.sum()) for b in rb)
+    one = sum(b.attention_mask.numel() for b in rb)
+    for label, by_question in (("rows (uniform weights)", False), ("whole questions (COMPACT's reference MI)", True)):
+        bucketed = sum(len(rows) * w for b in rb
+                       for rows, w in length_buckets(b.attention_mask, 4, b.group if by_question else None))
+        print(f"(c) padding on the {src}, 4 length buckets of {label}: {1 - real / bucketed:.1%} of the computed "
+              f"positions, against {1 - real / one:.1%} in one padded forward")
     for weighting in ("uniform", "compact"):
         t_one, t_b = compare(model, (rb, ObjectiveConfig(weighting=weighting, forward_buckets=1)),
                              (rb, ObjectiveConfig(weighting=weighting, forward_buckets=4)), args.repeats)
