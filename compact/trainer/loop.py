@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object
 from safetensors.torch import save_file
 from transformers import (
@@ -101,7 +102,10 @@ def make_accelerator(cfg: TrainConfig, work: Path):
     kwargs: dict[str, Any] = {}
     if cfg.log.tensorboard:
         kwargs.update(log_with="tensorboard", project_dir=str(work / "tb"))
-    acc = Accelerator(cpu=cpu, mixed_precision="no" if cpu else cfg.accelerator.mixed_precision,
+    precision = cfg.accelerator.cpu_mixed_precision if cpu else cfg.accelerator.mixed_precision
+    if n_proc == 1:  # one process may train several runs (notebooks, tests), each with its own precision
+        AcceleratorState._reset_state(reset_partial_state=False)
+    acc = Accelerator(cpu=cpu, mixed_precision=precision,
                       gradient_accumulation_steps=n_micro, step_scheduler_with_optimizer=False, **kwargs)
     return acc
 
