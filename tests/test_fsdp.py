@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from compact.paths import repo_root
 
@@ -78,3 +79,114 @@ def test_gpu_check_runs_its_cpu_twin():
     assert parity["ok"] and parity["world_size"] == 2 and parity["path"] == "reference"
     assert proc.stdout.count("same numbers (tolerance 1e-05): True") == 1
     assert "(b) COMPACT: B=1" in proc.stdout and "gpu_check done" in proc.stdout
+
+
+def _train_cfg(tmp_path: Path) -> Path:
+    import yaml
+
+    from compact.trainer.tiny import tiny_student, toy_instances, write_instances_jsonl
+
+    student = tiny_student(tmp_path / "student")
+    data = write_instances_jsonl(toy_instances(24), tmp_path / "inst.jsonl")
+    # Adam eps large: the update stays proportional to the gradient, so the rounding of the reduce-scatter on
+    # near-zero gradients is not blown up to lr-sized steps (as in test_ddp)
+    cfg = {"name": "fsdp", "data": {"instances": str(data), "max_length": 96}, "model": {"path": str(student)},
+           "accelerator": {"cpu": True},
+           "optim": {"lr": 0.001, "eps": 0.1, "questions_per_step": 4, "micro_batch_questions": 1, "max_steps": 6},
+           "checkpoint": {"every": 2, "keep": 2}, "seed": 3}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _torchrun(cfg: Path, root: Path, port: int, *extra: str) -> list[str]:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), "-m", "compact.trainer",
+            "--config", str(cfg), "--set", "accelerator.fsdp=true", *extra]
+
+
+def _env(root: Path) -> dict:
+    return {**os.environ, "COMPACT_QUIET": "1", "OMP_NUM_THREADS": "1", "COMPACT_ARTIFACTS": str(root)}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc: parent ids), children first."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [c for c, pp in parent.items() if pp in frontier]
+        out += kids
+        frontier = kids
+    return out
+
+
+def _out_dir(stdout: str) -> Path:
+    return Path([ln for ln in stdout.strip().splitlines() if ln.startswith("/")][-1])
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_fsdp2_training_matches_one_process_and_resumes_bitwise(tmp_path):
+    """The trainer with accelerator.fsdp (torch's fully_shard, 2 processes over gloo): the same parameters and
+    losses as one unsharded process (1e-5); killed with SIGKILL after its checkpoints at steps 2 and 4 (whole
+    parameters and name-keyed optimizer state gathered by both processes), it resumes to the uninterrupted FSDP
+    run's bits."""
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    from compact.trainer.checkpoint import list_checkpoints
+
+    cfg = _train_cfg(tmp_path)
+    one = subprocess.run([sys.executable, "-m", "compact.trainer", "--config", str(cfg)], capture_output=True,
+                         text=True, timeout=300, env=_env(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(_torchrun(cfg, tmp_path / "two", 29621), capture_output=True, text=True, timeout=300,
+                         env=_env(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    d1, d2 = _out_dir(one.stdout), _out_dir(two.stdout)
+    assert json.loads((d2 / "summary.json").read_text())["num_processes"] == 2
+    p1, p2 = load_file(str(d1 / "model.safetensors")), load_file(str(d2 / "model.safetensors"))
+    assert set(p1) <= set(p2)
+    for k in p1:
+        torch.testing.assert_close(p2[k], p1[k], atol=1e-6, rtol=1e-5)
+    l1 = [json.loads(x) for x in (d1 / "log.jsonl").read_text().splitlines()]
+    l2 = [json.loads(x) for x in (d2 / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in l2] == pytest.approx([r["loss"] for r in l1], rel=1e-5)
+    alpha = [json.loads(x) for x in (d2 / "alpha.jsonl").read_text().splitlines()]
+    assert len(alpha) == 6 * 4 * 3  # both processes' branches reach the alpha log
+
+    root = tmp_path / "killed"
+    proc = subprocess.Popen(_torchrun(cfg, root, 29622, "--set", "debug.step_sleep_s=1.0"), env=_env(root),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    ckpts, deadline = None, time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        works = list((root / "runs").glob(".*.work")) if (root / "runs").is_dir() else []
+        if works and len(list_checkpoints(works[0] / "checkpoints")) >= 2:  # steps 2 and 4 written
+            ckpts = works[0] / "checkpoints"
+            break
+        time.sleep(0.05)
+    assert ckpts is not None and proc.poll() is None, "the run ended before it could be killed"
+    for pid in [proc.pid, *_descendants(proc.pid)]:  # torchrun and both workers (in sessions of their own)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    assert 4 <= list_checkpoints(ckpts)[-1][0] < 6
+    res = subprocess.run(_torchrun(cfg, root, 29623), capture_output=True, text=True, timeout=300, env=_env(root))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed from" in res.stderr
+    out = _out_dir(res.stdout)
+    assert out.name == d2.name
+    a, b = load_file(str(d2 / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lb = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lb] == list(range(1, 7)) and [r["loss"] for r in lb] == [r["loss"] for r in l2]

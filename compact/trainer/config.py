@@ -170,8 +170,12 @@ class AcceleratorConfig:
     cpu: bool = False                        # force CPU even when CUDA is present (always CPU without CUDA)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # used on GPU only; CPU runs stay fp32 unless...
     cpu_mixed_precision: Literal["no", "bf16"] = "no"  # ...this asks for bf16 autocast on the CPU (the bf16 path)
+    # shard the student with FSDP2 (torch's fully_shard: each decoder layer, then the root) instead of replicating
+    # it: on GPUs (NCCL) and on CPU processes (gloo) alike, under torchrun; full fine-tuning (with LoRA, use DDP)
+    fsdp: bool = False
 
-    HASH_DEFAULTS: ClassVar[dict[str, Any]] = {"cpu_mixed_precision": "no"}  # added later: earlier run names stay
+    # added later: at these values earlier run names stay
+    HASH_DEFAULTS: ClassVar[dict[str, Any]] = {"cpu_mixed_precision": "no", "fsdp": False}
 
 
 @dataclasses.dataclass
