@@ -132,13 +132,12 @@ def _out_dir(stdout: str) -> Path:
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_fsdp2_training_matches_one_process_and_resumes_bitwise(tmp_path):
+def test_fsdp2_training_matches_one_process_and_resumes_bitwise(tmp_path, await_checkpoints):
     """The trainer with accelerator.fsdp (torch's fully_shard, 2 processes over gloo): the same parameters and
     losses as one unsharded process (1e-5); killed with SIGKILL after its checkpoints at steps 2 and 4 (whole
     parameters and name-keyed optimizer state gathered by both processes), it resumes to the uninterrupted FSDP
     run's bits."""
     import signal
-    import time
 
     from safetensors.torch import load_file
 
@@ -166,14 +165,7 @@ def test_fsdp2_training_matches_one_process_and_resumes_bitwise(tmp_path):
     root = tmp_path / "killed"
     proc = subprocess.Popen(_torchrun(cfg, root, 29622, "--set", "debug.step_sleep_s=1.0"), env=_env(root),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    ckpts, deadline = None, time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        works = list((root / "runs").glob(".*.work")) if (root / "runs").is_dir() else []
-        if works and len(list_checkpoints(works[0] / "checkpoints")) >= 2:  # steps 2 and 4 written
-            ckpts = works[0] / "checkpoints"
-            break
-        time.sleep(0.05)
-    assert ckpts is not None and proc.poll() is None, "the run ended before it could be killed"
+    ckpts = await_checkpoints(root, proc, 2)  # steps 2 and 4 written
     for pid in [proc.pid, *_descendants(proc.pid)]:  # torchrun and both workers (in sessions of their own)
         try:
             os.kill(pid, signal.SIGKILL)

@@ -23,6 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
 
 from ..errors import ArtifactError
 from ..method.shards import is_sharded
@@ -48,12 +54,9 @@ def full_states(model: torch.nn.Module, optimizer=None) -> tuple[dict[str, torch
     """(trainable parameters, optimizer state) of an FSDP2-sharded model, gathered whole on the main process
     (torch.distributed.checkpoint's full state dicts, offloaded to the CPU; other processes get empty dicts). A
     collective: every process calls it. The optimizer state is keyed by parameter name, not index."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict  # local: FSDP2 only
-
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     if optimizer is None:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict  # local: FSDP2 only
         msd, osd = get_model_state_dict(model, options=opts), None
     else:
         msd, osd = get_state_dict(model, optimizer, options=opts)
@@ -62,15 +65,11 @@ def full_states(model: torch.nn.Module, optimizer=None) -> tuple[dict[str, torch
 
 def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every weight of an FSDP2-sharded model, whole on the main process (a collective: every process calls it)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict  # local: FSDP2 only
-
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_full_states(model: torch.nn.Module, optimizer, model_state: dict, optimizer_state: dict, where: str) -> None:
     """Load whole (gathered) states into an FSDP2-sharded model and its optimizer; every process calls it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict  # local: FSDP2 only
-
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     missing, extra = sorted(trainable - set(model_state)), sorted(set(model_state) - trainable)
     if missing or extra:

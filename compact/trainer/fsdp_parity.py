@@ -27,6 +27,8 @@ import sys
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from transformers import Qwen2ForCausalLM
 
 from ..inputs.model import small_qwen2, small_qwen2_config
 from ..method.batch import Batch, synthetic_batch
@@ -73,7 +75,6 @@ def build(shape: str, seed: int, lora: bool, device: str = "cpu", dtype: torch.d
     if shape == "tiny":
         model = small_qwen2(vocab, seed=seed, **cfg)
     else:  # the paper's student shape from its config, random weights
-        from transformers import Qwen2ForCausalLM  # local: only the big shape needs the class itself
         torch.manual_seed(seed)
         config = small_qwen2_config(vocab, max_positions=4096, **cfg)
         config._attn_implementation = attention_backend(device)
@@ -101,11 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # local: FSDP2 (torch >= 2.6)
-
     device = torch.device(args.device)
     if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         device = torch.device("cuda", torch.cuda.current_device())
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()

@@ -26,6 +26,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object
 from safetensors.torch import save_file
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import (
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
@@ -122,8 +123,6 @@ def make_accelerator(cfg: TrainConfig, work: Path):
 def shard_fsdp2(model: torch.nn.Module, *, bf16: bool = False) -> None:
     """FSDP2 in place: each decoder layer (``*DecoderLayer``), then the root, parameters sharded over the process
     group (gradients reduced in float32; parameters computed in bf16 when the run is)."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # local: torch.distributed's FSDP2
-
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
     layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
     if not layers:
