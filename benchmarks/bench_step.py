@@ -1,6 +1,8 @@
 """Trainer step benchmarks (figures for the report; never timed tests).
 
     .venv/bin/python benchmarks/bench_step.py [--world configs/world/default.yaml] [--repeats 5]
+    # the paper's student shape (Qwen2.5-1.5B config, random weights), synthetic batches of L tokens, bf16 on a GPU
+    python benchmarks/bench_step.py --shape qwen2.5-1.5b --length 2048 --device cuda --dtype bfloat16 --questions 8
 
 (a) a COMPACT step vs a uniform multi-teacher SFT step on the same batch (target: <= 1.15x);
 (b) B=8 questions per micro-step vs B=1 (the released design) on the world student (target: >= 3x
@@ -48,12 +50,19 @@ def student(world_cfg: str | None):
     return AutoModelForCausalLM.from_pretrained(str(path)), load_tokenizer(path), "random Qwen2 h128/L4"
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _once(model, batches, cfg) -> float:
+    _sync()
     t = time.perf_counter()
     for b in batches:
         out = compact_objective(model, b, cfg)
         (out.loss * b.n_questions).backward()
     model.zero_grad(set_to_none=True)
+    _sync()
     return time.perf_counter() - t
 
 
@@ -74,9 +83,17 @@ def main() -> int:
     ap.add_argument("--questions", type=int, default=16)
     # 1 thread: on the shared 2-core machine, 2 threads under load thrash (6x slower measured)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shape", default="world", choices=["world", "tiny", "qwen2.5-1.5b"],
+                    help="world: the world's student on encoded instances; else a random student of that shape "
+                         "(compact.trainer.fsdp_parity.SHAPES) on synthetic batches of --length tokens")
+    ap.add_argument("--length", type=int, default=512, help="synthetic batches' padded length (--shape not world)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.shape != "world":
+        return synthetic(args)
     model, tok, what = student(args.world)
     model.train()
     from compact.method.adaptability import thinking_token_ids
@@ -106,11 +123,47 @@ def main() -> int:
     real = store_questions(tok, args.questions) or qs
     src = "default store" if real is not qs else "toy instances"
     rb = [collate(real[i:i + 8], pad_id=pad, thinking_ids=th) for i in range(0, len(real), 8)]
+    from compact.method.objective import length_buckets
+
+    real = sum(int(b.attention_mask.sum()) for b in rb)
+    one = sum(b.attention_mask.numel() for b in rb)
+    for label, by_question in (("rows (uniform weights)", False), ("whole questions (COMPACT's reference MI)", True)):
+        bucketed = sum(len(rows) * w for b in rb
+                       for rows, w in length_buckets(b.attention_mask, 4, b.group if by_question else None))
+        print(f"(c) padding on the {src}, 4 length buckets of {label}: {1 - real / bucketed:.1%} of the computed "
+              f"positions, against {1 - real / one:.1%} in one padded forward")
     for weighting in ("uniform", "compact"):
         t_one, t_b = compare(model, (rb, ObjectiveConfig(weighting=weighting, forward_buckets=1)),
                              (rb, ObjectiveConfig(weighting=weighting, forward_buckets=4)), args.repeats)
         print(f"(c) {weighting} on the {src}: one padded forward {t_one * 1e3:.1f} ms, 4 length buckets "
               f"{t_b * 1e3:.1f} ms, speed-up {t_one / t_b:.2f}x")
+    return 0
+
+
+def synthetic(args) -> int:
+    """(a) and (b) on a random student of ``args.shape`` with synthetic batches (K=4, ``args.length`` tokens)."""
+    from compact.method.batch import synthetic_batch
+    from compact.trainer.fsdp_parity import SHAPES, build, questions
+
+    model = build(args.shape, 0, lora=False, device=args.device, dtype=getattr(torch, args.dtype))
+    model.train()
+    vocab, b = SHAPES[args.shape]["vocab_size"], min(8, args.questions)
+    batch = synthetic_batch(b, 4, args.length, vocab, seed=0).to(args.device)
+    print(f"student: random {args.shape} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters), "
+          f"{args.dtype} on {args.device}, attention {model.config._attn_implementation}; {b} questions x K=4 x L={args.length}; threads {torch.get_num_threads()}")
+    full = [batch]
+    t_uni, t_cmp = compare(model, (full, ObjectiveConfig(weighting="uniform", consistency="none", forward_buckets=1)),
+                           (full, ObjectiveConfig(weighting="compact", consistency="sequence", forward_buckets=1)),
+                           args.repeats)
+    print(f"(a) B={b}: uniform step {t_uni * 1e3:.1f} ms, COMPACT step {t_cmp * 1e3:.1f} ms, "
+          f"ratio {t_cmp / t_uni:.3f}x (target <= 1.15x)")
+    one = [questions(batch, i, i + 1) for i in range(b)]
+    cfg = ObjectiveConfig()
+    t1, tb = compare(model, (one, cfg), (full, cfg), args.repeats)
+    print(f"(b) COMPACT: B=1 {b / t1:.2f} questions/s, B={b} {b / tb:.2f} questions/s, speed-up {t1 / tb:.2f}x "
+          f"(target >= 3x)")
+    if args.device.startswith("cuda"):
+        print(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     return 0
 
 

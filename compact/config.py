@@ -136,9 +136,23 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
+def hash_view(cfg: Any) -> Any:
+    """:func:`to_dict` without the fields a config class lists in ``HASH_DEFAULTS`` while they hold that value: a
+    field added later, whose default reproduces what every earlier config did, leaves their names unchanged."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        skip = getattr(type(cfg), "HASH_DEFAULTS", {})
+        return {f.name: hash_view(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+                if not (f.name in skip and getattr(cfg, f.name) == skip[f.name])}
+    if isinstance(cfg, (list, tuple)):
+        return [hash_view(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {str(k): hash_view(v) for k, v in cfg.items()}
+    return to_dict(cfg)
+
+
 def config_hash(cfg: Any, length: int = 12) -> str:
     """A stable content hash of a config (canonical JSON), used to name artifacts."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(hash_view(cfg), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 

@@ -265,3 +265,75 @@ def test_greedy_decoding_builds_no_autograd_graph(tiny):
         handle.remove()
     assert len(seen) == 4 and not any(grad for grad, _ in seen)
     assert [cached for _, cached in seen] == [False, True, True, True]
+
+
+class FakeVLLM:
+    """The subset of vllm.LLM the eval backend uses: generate([{"prompt_token_ids": ...}], SamplingParams) with
+    greedy outputs (a scripted reply per question, eos included in token_ids as vLLM reports it)."""
+
+    def __init__(self, tokenizer, replies, *, end_with_eos=True):
+        self.tok, self.replies, self.end_with_eos, self.calls = tokenizer, replies, end_with_eos, []
+
+    def generate(self, prompts, sp):
+        self.calls.append((prompts, sp))
+        out = []
+        for p in prompts:
+            text = self.tok.decode(p["prompt_token_ids"], skip_special_tokens=True)
+            ids = self.tok(self.replies[text], add_special_tokens=False)["input_ids"]
+            ids = ids + ([self.tok.eos_token_id] if self.end_with_eos else [])
+            fill = self.tok("x", add_special_tokens=False)["input_ids"][0]
+            ids = (ids + [fill] * sp.kw["max_tokens"])[:sp.kw["max_tokens"]]
+            done = self.tok.eos_token_id in ids
+            if done:
+                ids = ids[:ids.index(self.tok.eos_token_id) + 1]
+            out.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, finish_reason="stop" if done else "length")]))
+        return out
+
+
+class FakeSP:
+    def __init__(self, **kw):
+        self.kw = kw
+
+
+@pytest.mark.parametrize("kw,eos", [({"max_new_tokens": 200}, True), ({"max_new_tokens": 10}, False),
+                                    ({"max_new_tokens": 60, "stop_at_answer_line": False}, False)],
+                         ids=["answer-line-and-eos", "length", "no-answer-line-stop"])
+def test_vllm_backend_gives_the_hf_decoders_samples(tiny, kw, eos):
+    """The same scripted greedy replies through the HF decoder and through a vLLM-like engine give the same
+    samples: the answer-line stop applied after vLLM cuts where the HF decoder stopped, eos is dropped."""
+    _, tok = tiny
+    cfg = EvalConfig(batch_size=2, n_bootstrap=50, **kw)
+    hf = evaluate(ScriptedLM(tok, REPLIES, end_with_eos=eos), tok, EXAMPLES, cfg)
+    engine = FakeVLLM(tok, REPLIES, end_with_eos=eos)
+    vl = evaluate(None, tok, EXAMPLES, cfg, engine=engine, sampling_params_cls=FakeSP)
+    assert vl.samples == hf.samples and vl.metrics == hf.metrics
+    prompts, sp = engine.calls[0]
+    assert sp.kw["temperature"] == 0.0 and sp.kw["n"] == 1 and sp.kw["stop_token_ids"] == [tok.eos_token_id]
+    assert sorted(p["prompt_token_ids"] for p in prompts) == sorted(
+        tok(s["prompt"], add_special_tokens=False)["input_ids"] for s in hf.samples)
+
+
+def test_eval_backend_names_artifacts_only_when_it_is_not_hf():
+    """backend and tensor_parallel_size were added later: at hf / 1 an evaluation keeps its earlier name."""
+    import hashlib
+    import json as _json
+
+    from compact.config import config_hash, to_dict
+
+    cfg = EvalConfig(model="m")
+    before = {k: v for k, v in to_dict(cfg).items() if k not in ("backend", "tensor_parallel_size")}
+    old = hashlib.sha256(_json.dumps(before, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    assert config_hash(cfg) == old[:12]
+    assert config_hash(EvalConfig(model="m", backend="vllm")) != config_hash(cfg)
+    with pytest.raises(ValueError, match="backend must be"):
+        EvalConfig(backend="tgi").validate()
+
+
+def test_vllm_backend_without_the_extra_is_one_line(monkeypatch):
+    from compact.errors import CompactError
+    from compact.eval import vllm_decode
+
+    monkeypatch.setattr(vllm_decode, "vllm_available", lambda: False)
+    assert vllm_decode.resolve_backend("auto") == "hf"
+    with pytest.raises(CompactError, match=r"compact\[vllm\]"):
+        vllm_decode.resolve_backend("vllm")

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,7 @@ def _env(root: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
+def test_sigkill_then_resume_is_bitwise_equal(tmp_path, await_checkpoints):
     cfg = _config(tmp_path)
     ref = subprocess.run(_cmd(cfg), env=_env(tmp_path / "ref"), capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
@@ -50,15 +49,7 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
     root = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(cfg, "--set", "debug.step_sleep_s=0.4"), env=_env(root),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ckpts = None
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        works = list((root / "runs").glob(".*.work")) if (root / "runs").is_dir() else []
-        if works and len(list_checkpoints(works[0] / "checkpoints")) >= 2:  # steps 2 and 4 written
-            ckpts = works[0] / "checkpoints"
-            break
-        time.sleep(0.05)
-    assert ckpts is not None and proc.poll() is None, "the run ended before it could be killed"
+    ckpts = await_checkpoints(root, proc, 2)  # steps 2 and 4 written
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL

@@ -5,9 +5,11 @@ import inspect
 from typing import Sequence
 
 import torch
+from transformers import GenerationConfig
 
 from ..data.answers import ANSWER_PREFIX
 from ..errors import ConfigError
+from ..paths import resolve
 
 
 def format_prompt(tokenizer, question: str, system_prompt: str = "") -> str:
@@ -34,9 +36,14 @@ class AnswerLineStop:
         return any(self.prefix in line.lower() for line in complete_lines)
 
 
-def eos_token_ids(tokenizer, model) -> set[int]:
+def eos_token_ids(tokenizer, model=None, path=None) -> set[int]:
+    """The tokenizer's eos id and the generation config's (the loaded ``model``'s, else ``path``'s
+    generation_config.json when there is one)."""
+    gen_cfg = getattr(model, "generation_config", None)
+    if gen_cfg is None and path is not None and (resolve(path) / "generation_config.json").is_file():
+        gen_cfg = GenerationConfig.from_pretrained(str(resolve(path)))
     ids = set()
-    for src in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+    for src in (tokenizer.eos_token_id, getattr(gen_cfg, "eos_token_id", None)):
         if isinstance(src, int):
             ids.add(src)
         elif isinstance(src, (list, tuple)):

@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 import torch
 
@@ -41,6 +41,7 @@ from ..world.tasks import probe_verdict
 from .decode import AnswerLineStop, eos_token_ids, format_prompt, greedy_generate
 from .loglik import probe_beliefs
 from .stats import bootstrap_ci
+from .vllm_decode import make_engine, resolve_backend, vllm_greedy
 
 log = get_logger("evaluation")
 
@@ -89,8 +90,19 @@ class EvalConfig:
     # is too small to pay for thread synchronisation, and with busy cores OpenMP spin-waits made decoding
     # 10x slower: 0.41 s vs 5.2 s for 64 questions), torch's setting otherwise
     cpu_threads: int = 0
+    # greedy decoder: "hf" (compact.eval.decode), "vllm" (compact.eval.vllm_decode; optional extra, GPUs) or
+    # "auto" (vLLM when installed and a GPU is visible, else hf); an artifact is named by the backend that ran
+    backend: Literal["hf", "vllm", "auto"] = "hf"
+    tensor_parallel_size: int = 1    # vllm: GPUs per engine
+
+    # fields added after artifacts were named: at these values they leave every earlier name unchanged
+    HASH_DEFAULTS: ClassVar[dict[str, Any]] = {"backend": "hf", "tensor_parallel_size": 1}
 
     def validate(self) -> None:
+        if self.backend not in ("hf", "vllm", "auto"):
+            raise ValueError(f"backend must be hf, vllm or auto, got {self.backend!r}")
+        if self.tensor_parallel_size < 1:
+            raise ValueError("tensor_parallel_size must be >= 1")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
         if not 0 < self.confidence < 1:
@@ -218,38 +230,11 @@ def _probe_sample(ex: Example, prompt: str, beliefs: list[int]) -> dict[str, Any
             "correct_lenient": ok, "answer_type": ex.answer_type, "n_new_tokens": 0, "stop": "loglik"}
 
 
-def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cfg: EvalConfig | None = None
-             ) -> EvalResult:
-    """Generate an answer for every example and score it (strict + lenient, per task, bootstrap CIs).
-
-    ``model_or_path`` is a loaded causal LM or an HF folder; ``tokenizer`` a tokenizer, a folder, or None
-    (the model's folder). Deterministic: the same model, examples and config give the same samples.
-    """
-    cfg = cfg or EvalConfig()
-    if isinstance(model_or_path, (str, Path)):
-        tokenizer = tokenizer if tokenizer is not None else model_or_path
-        model = load_model(model_or_path, dtype=cfg.dtype, device=cfg.device)
-    else:
-        model = model_or_path
-    if isinstance(tokenizer, (str, Path)):
-        tokenizer = load_tokenizer(tokenizer, pad_to_eos=True)
-    if tokenizer is None:
-        raise ConfigError("evaluate: a tokenizer (or a model folder holding one) is needed")
+def _hf_generate(model, tokenizer, examples, encoded, order, probed, cfg: EvalConfig, *, pad_id: int,
+                 eos_ids: set[int], stopper) -> tuple[dict[int, tuple[list[int], str]], dict[int, list[int]]]:
+    """(generations by example index, probe beliefs by example index) with the Hugging Face greedy decoder."""
     was_training = model.training
     model.eval()
-    t0 = time.perf_counter()
-    prompts = [format_prompt(tokenizer, e.question, cfg.system_prompt) for e in examples]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    probed = {i for i, e in enumerate(examples)
-              if cfg.probe_scoring == "loglik" and isinstance(e.meta, dict) and "probe" in e.meta}
-    order = [i for i in range(len(examples)) if i not in probed]
-    if cfg.sort_by_length:
-        order.sort(key=lambda i: (len(encoded[i]), i))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos_ids = eos_token_ids(tokenizer, model)
-    if not eos_ids:
-        raise ConfigError("evaluate: neither the tokenizer nor the model defines an eos token")
-    stopper = AnswerLineStop(tokenizer) if cfg.stop_at_answer_line else None
     gens: dict[int, tuple[list[int], str]] = {}
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     threads_before = torch.get_num_threads()
@@ -268,6 +253,60 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
     finally:
         model.train(was_training)
         torch.set_num_threads(threads_before)
+    return gens, beliefs
+
+
+def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cfg: EvalConfig | None = None,
+             *, engine: Any = None, sampling_params_cls: Any = None) -> EvalResult:
+    """Generate an answer for every example and score it (strict + lenient, per task, bootstrap CIs).
+
+    ``model_or_path`` is a loaded causal LM or an HF folder; ``tokenizer`` a tokenizer, a folder, or None
+    (the model's folder). Deterministic: the same model, examples and config give the same samples. With
+    ``cfg.backend`` vllm (or ``engine``: a vLLM-like engine, as the tests inject) the answers are decoded by vLLM
+    from the same token ids; the HF model is then loaded only when knowledge probes need log-likelihoods.
+    """
+    cfg = cfg or EvalConfig()
+    cfg.validate()
+    backend = "vllm" if engine is not None else resolve_backend(cfg.backend)
+    if isinstance(model_or_path, (str, Path)):
+        tokenizer = tokenizer if tokenizer is not None else model_or_path
+    elif backend == "vllm" and engine is None:
+        raise ConfigError("evaluate: the vllm backend needs a model folder, not a loaded model")
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = load_tokenizer(tokenizer, pad_to_eos=True)
+    if tokenizer is None:
+        raise ConfigError("evaluate: a tokenizer (or a model folder holding one) is needed")
+    probed = {i for i, e in enumerate(examples)
+              if cfg.probe_scoring == "loglik" and isinstance(e.meta, dict) and "probe" in e.meta}
+    model = model_or_path
+    if isinstance(model_or_path, (str, Path)) and (backend == "hf" or probed):
+        model = load_model(model_or_path, dtype=cfg.dtype, device=cfg.device)
+    t0 = time.perf_counter()
+    prompts = [format_prompt(tokenizer, e.question, cfg.system_prompt) for e in examples]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = [i for i in range(len(examples)) if i not in probed]
+    if cfg.sort_by_length:
+        order.sort(key=lambda i: (len(encoded[i]), i))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos_ids = eos_token_ids(tokenizer, model if isinstance(model, torch.nn.Module) else None,
+                            model_or_path if isinstance(model_or_path, (str, Path)) else None)
+    if not eos_ids:
+        raise ConfigError("evaluate: neither the tokenizer nor the model defines an eos token")
+    stopper = AnswerLineStop(tokenizer) if cfg.stop_at_answer_line else None
+    gens: dict[int, tuple[list[int], str]] = {}
+    if backend == "vllm":
+        if engine is None:
+            engine, sampling_params_cls = make_engine(str(resolve(model_or_path)), dtype=cfg.dtype, seed=cfg.seed,
+                                                      tensor_parallel_size=cfg.tensor_parallel_size)
+        beliefs = (dict(zip(sorted(probed), probe_beliefs(model, tokenizer, [examples[i].meta["probe"]
+                                                                             for i in sorted(probed)])))
+                   if probed else {})
+        new, reasons = vllm_greedy(engine, sampling_params_cls, [encoded[i] for i in order], eos_ids=eos_ids,
+                                   max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, stopper=stopper)
+        gens = {i: (g, r) for i, g, r in zip(order, new, reasons)}
+    else:
+        gens, beliefs = _hf_generate(model, tokenizer, examples, encoded, order, probed, cfg, pad_id=pad_id,
+                                     eos_ids=eos_ids, stopper=stopper)
     samples = []
     for i, ex in enumerate(examples):
         if i in probed:
@@ -326,6 +365,8 @@ def run_eval(cfg: EvalConfig, *, force: bool = False) -> tuple[EvalResult, Path]
     # a packaged model (packaged:<name>) is evaluated, cached and named as its de-quantised folder
     cfg = dataclasses.replace(cfg, model=resolve_model_path(cfg.model),
                               tokenizer=resolve_model_path(cfg.tokenizer) if cfg.tokenizer else cfg.tokenizer)
+    # the backend that will run names the artifact (auto -> hf or vllm; hf leaves earlier names unchanged)
+    cfg = dataclasses.replace(cfg, backend=resolve_backend(cfg.backend))
     out = eval_dir(cfg)
     if is_complete(out) and not force:
         log.info("reusing %s", out)

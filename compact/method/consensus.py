@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CompactError
+from .shards import call_full
 
 Widening = Literal["element", "head_block"]
 
@@ -111,8 +112,9 @@ def consensus_scores(emb: Tensor, q_proj: nn.Module, k_proj: nn.Module, n_heads:
     """Consensus :math:`C_k` per row, (N,), detached; ``emb`` (N, H), ``group`` (N,) question index."""
     weight = getattr(q_proj, "weight", None)
     dtype = weight.dtype if isinstance(weight, Tensor) else emb.dtype
-    q = q_proj(emb.to(dtype)).float()  # (N, dq)
-    k = widen_keys(k_proj(emb.to(dtype)).float(), n_heads, n_kv_heads, widening)  # (N, dq)
+    # call_full: under FSDP2/ZeRO-3 the projections' weights are shards here (outside the wrapped forward)
+    q = call_full(q_proj, emb.to(dtype)).float()  # (N, dq)
+    k = widen_keys(call_full(k_proj, emb.to(dtype)).float(), n_heads, n_kv_heads, widening)  # (N, dq)
     if k.shape[-1] != q.shape[-1]:
         raise CompactError(f"consensus: widened key size {k.shape[-1]} != query size {q.shape[-1]} "
                            f"(n_heads={n_heads}, n_kv_heads={n_kv_heads})")

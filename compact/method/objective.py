@@ -54,6 +54,7 @@ from .consensus import (
 )
 from .difficulty import IGNORE_INDEX, branch_loss, last_nonpad, shifted_labels
 from .fusion import check_static_weights, fuse
+from .shards import full
 
 
 @dataclass
@@ -442,7 +443,8 @@ def projections_for(model: nn.Module, cfg: ObjectiveConfig) -> AttentionProjecti
 
 
 def lm_head_weight(model: nn.Module) -> Tensor:
-    """The LM-head (unembedding) weight, through peft/DDP wrappers."""
+    """The LM-head (unembedding) weight, through peft/DDP wrappers; whole (gathered) when FSDP2 or ZeRO-3 shards
+    it (:func:`compact.method.shards.full`)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     inner = model
     while head is None and isinstance(getattr(inner, "module", None), nn.Module):
@@ -450,7 +452,7 @@ def lm_head_weight(model: nn.Module) -> Tensor:
         head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     if head is None or not isinstance(getattr(head, "weight", None), Tensor):
         raise CompactError(f"model {type(model).__name__} has no output embeddings (the MI proxy needs W_U)")
-    return head.weight
+    return full(head.weight)
 
 
 def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:
@@ -492,19 +494,9 @@ def bucketed_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor
     if buckets <= 1 or n < 2 or isinstance(getattr(model, "module", None), nn.Module):
         out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return out.logits, out.hidden_states[-1], False
-    lengths = attention_mask.sum(dim=1).tolist()  # one device sync
-    owners = group.tolist() if group is not None else list(range(n))
-    units: dict[int, list[int]] = {}
-    for i, u in enumerate(owners):
-        units.setdefault(int(u), []).append(i)
-    unit_len = {u: max(lengths[i] for i in rows) for u, rows in units.items()}
-    order_units = sorted(units, key=lambda u: (unit_len[u], u))
-    size = -(-len(order_units) // min(buckets, len(order_units)))
     logits = hidden = None
-    for start in range(0, len(order_units), size):
-        chunk = order_units[start:start + size]
-        rows = torch.tensor([i for u in chunk for i in units[u]], device=input_ids.device)
-        w = max(1, max(unit_len[u] for u in chunk))
+    for chunk_rows, w in length_buckets(attention_mask, buckets, group):
+        rows = torch.tensor(chunk_rows, device=input_ids.device)
         out = model(input_ids=input_ids[rows, :w], attention_mask=attention_mask[rows, :w], output_hidden_states=True)
         h = out.hidden_states[-1]
         if logits is None:  # one (N, L, V) output, written bucket by bucket (no concatenated copies)
@@ -513,6 +505,31 @@ def bucketed_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor
         logits[rows, :w] = out.logits
         hidden[rows, :w] = h
     return logits, hidden, True
+
+
+def length_buckets(attention_mask: Tensor, buckets: int, group: Tensor | None = None) -> list[tuple[list[int], int]]:
+    """:func:`bucketed_forward`'s groups: (row indices, width) per group. Units (rows, or whole questions when
+    ``group`` gives each row's question) sorted by length, cut into groups of ``ceil(units / buckets)``."""
+    n = attention_mask.shape[0]
+    lengths = attention_mask.sum(dim=1).tolist()  # one device sync
+    owners = group.tolist() if group is not None else list(range(n))
+    units: dict[int, list[int]] = {}
+    for i, u in enumerate(owners):
+        units.setdefault(int(u), []).append(i)
+    unit_len = {u: max(lengths[i] for i in rows) for u, rows in units.items()}
+    order_units = sorted(units, key=lambda u: (unit_len[u], u))
+    size = -(-len(order_units) // max(1, min(buckets, len(order_units))))
+    return [([i for u in order_units[s:s + size] for i in units[u]], max(1, max(unit_len[u] for u in order_units[s:s + size])))
+            for s in range(0, len(order_units), size)]
+
+
+def pad_fraction(attention_mask: Tensor, buckets: int = 1, group: Tensor | None = None) -> float:
+    """The share of the positions a forward computes that are padding: one padded batch (``buckets=1``) or the
+    length buckets of :func:`bucketed_forward`."""
+    real = int(attention_mask.sum())
+    computed = sum(len(rows) * w for rows, w in length_buckets(attention_mask, buckets, group)) if buckets > 1 \
+        else attention_mask.numel()
+    return 1.0 - real / max(computed, 1)
 
 
 def reads_padding(cfg: ObjectiveConfig) -> bool:

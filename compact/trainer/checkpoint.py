@@ -23,16 +23,63 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
 
 from ..errors import ArtifactError
+from ..method.shards import is_sharded
 from ..provenance import atomic_dir, file_sha256, is_complete, read_manifest, write_json
 
 _NAME = re.compile(r"^ckpt-(\d+)$")
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters the optimizer updates, by name, as contiguous CPU tensors."""
+    """The parameters the optimizer updates, by name, as contiguous CPU tensors (gathered whole when the model is
+    FSDP2-sharded: then a collective that every process calls, and only the main process's copy is complete)."""
+    if is_sharded_model(model):
+        return full_states(model)[0]
     return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def is_sharded_model(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s parameters are FSDP2 (DTensor) shards."""
+    return any(is_sharded(p) for p in model.parameters())
+
+
+def full_states(model: torch.nn.Module, optimizer=None) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(trainable parameters, optimizer state) of an FSDP2-sharded model, gathered whole on the main process
+    (torch.distributed.checkpoint's full state dicts, offloaded to the CPU; other processes get empty dicts). A
+    collective: every process calls it. The optimizer state is keyed by parameter name, not index."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    if optimizer is None:
+        msd, osd = get_model_state_dict(model, options=opts), None
+    else:
+        msd, osd = get_state_dict(model, optimizer, options=opts)
+    return {n: v.contiguous() for n, v in msd.items() if n in trainable}, osd
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight of an FSDP2-sharded model, whole on the main process (a collective: every process calls it)."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_states(model: torch.nn.Module, optimizer, model_state: dict, optimizer_state: dict, where: str) -> None:
+    """Load whole (gathered) states into an FSDP2-sharded model and its optimizer; every process calls it."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    missing, extra = sorted(trainable - set(model_state)), sorted(set(model_state) - trainable)
+    if missing or extra:
+        raise ArtifactError(f"checkpoint {where} does not fit the model: missing {missing[:3]}, unexpected {extra[:3]}")
+    try:
+        set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state,
+                       options=StateDictOptions(full_state_dict=True, strict=False))
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ArtifactError(f"checkpoint {where} does not fit this run: "
+                            f"{(str(exc).splitlines() or [''])[0][:200]}") from None
 
 
 def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str = "") -> None:
@@ -87,13 +134,17 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def save_checkpoint(root: Path, *, step: int, model: torch.nn.Module, optimizer, scheduler,
-                    position: dict[str, Any], rng_by_rank: list[dict[str, Any]], keep: int) -> Path:
-    """Write ``root/ckpt-<step>`` atomically (call on the main process only) and prune to ``keep``."""
+def save_checkpoint(root: Path, *, step: int, model: torch.nn.Module | None, optimizer, scheduler,
+                    position: dict[str, Any], rng_by_rank: list[dict[str, Any]], keep: int,
+                    states: tuple[dict[str, torch.Tensor], dict] | None = None) -> Path:
+    """Write ``root/ckpt-<step>`` atomically (call on the main process only) and prune to ``keep``. ``states``:
+    (parameters, optimizer state) already gathered (:func:`full_states`, for a sharded model), else read from
+    ``model`` and ``optimizer``."""
     final = root / f"ckpt-{step:08d}"
+    model_state, optim_state = states if states is not None else (trainable_state(model), optimizer.state_dict())
     with atomic_dir(final, overwrite=True) as tmp:
-        save_file(trainable_state(model), str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file(model_state, str(tmp / "model.safetensors"))
+        torch.save(optim_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         for rank, state in enumerate(rng_by_rank):
             torch.save(state, tmp / f"rng-{rank}.pt")
@@ -150,8 +201,13 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler,
         return torch.load(f, weights_only=True)
 
     state = _load_file(path / "model.safetensors", lambda f: load_file(str(f)))
-    load_trainable_state(model, state, where=str(path))
-    for name, target in (("optimizer.pt", optimizer), ("scheduler.pt", scheduler)):
+    targets = [("optimizer.pt", optimizer), ("scheduler.pt", scheduler)]
+    if is_sharded_model(model):  # whole states, loaded into the shards by every process
+        load_full_states(model, optimizer, state, _load_file(path / "optimizer.pt", torch_load), where=str(path))
+        targets = targets[1:]
+    else:
+        load_trainable_state(model, state, where=str(path))
+    for name, target in targets:
         sd = _load_file(path / name, torch_load)
         try:
             target.load_state_dict(sd)

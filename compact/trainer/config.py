@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional, Sequence
 
-from ..config import to_dict
+from ..config import hash_view
 from ..method.objective import ObjectiveConfig
 from .methods import resolve_objective
 from ..teachers.view import FILTERS, POLICIES
@@ -168,7 +168,14 @@ class CheckpointConfig:
 @dataclasses.dataclass
 class AcceleratorConfig:
     cpu: bool = False                        # force CPU even when CUDA is present (always CPU without CUDA)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # used on GPU only; CPU runs stay fp32
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # used on GPU only; CPU runs stay fp32 unless...
+    cpu_mixed_precision: Literal["no", "bf16"] = "no"  # ...this asks for bf16 autocast on the CPU (the bf16 path)
+    # shard the student with FSDP2 (torch's fully_shard: each decoder layer, then the root) instead of replicating
+    # it: on GPUs (NCCL) and on CPU processes (gloo) alike, under torchrun; full fine-tuning (with LoRA, use DDP)
+    fsdp: bool = False
+
+    # added later: at these values earlier run names stay
+    HASH_DEFAULTS: ClassVar[dict[str, Any]] = {"cpu_mixed_precision": "no", "fsdp": False}
 
 
 @dataclasses.dataclass
@@ -239,7 +246,7 @@ class TrainConfig:
     def identity(self) -> dict:
         """The config as it names the artifact: debug hooks are left out (they do not change results)."""
 
-        d = to_dict(self)
+        d = hash_view(self)  # fields at their HASH_DEFAULTS value are left out, as in config_hash
         d.pop("debug", None)
         d["model"].pop("allow_pickle", None)  # permission to read a pickle file, not a different run
         return d

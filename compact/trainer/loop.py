@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object
 from safetensors.torch import save_file
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import (
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
@@ -35,6 +38,7 @@ from ..errors import ArtifactError, ConfigError, TrainingError
 from ..inputs.encode import EncodedQuestion, TruncationStats, collate
 from ..log import get_logger, progress, seed_everything
 from ..method.objective import compact_objective
+from ..method.shards import full
 from ..provenance import (
     append_jsonl,
     artifact_path,
@@ -45,6 +49,9 @@ from ..provenance import (
     write_json,
 )
 from .checkpoint import (
+    full_model_state,
+    full_states,
+    is_sharded_model,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -80,6 +87,24 @@ def make_accelerator(cfg: TrainConfig, work: Path):
     cpu = cfg.accelerator.cpu or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
     n_proc = state.num_processes
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    wanted = [name for name, var in (("FSDP", "ACCELERATE_USE_FSDP"), ("DEEPSPEED", "ACCELERATE_USE_DEEPSPEED"))
+              if os.environ.get(var, "false").lower() == "true"]
+    if wanted and state.distributed_type.value != wanted[0]:
+        # accelerate runs an FSDP or DeepSpeed config without GPUs as plain DDP over gloo: the run would not be
+        # what its config says (nor shard anything)
+        raise ConfigError(f"the accelerate config asks for {wanted[0]} but accelerate runs "
+                          f"{state.distributed_type.value} here: its FSDP and DeepSpeed modes need GPUs (on CPU use "
+                          f"configs/accelerate/cpu_ddp.yaml; python -m compact.trainer.fsdp_parity checks the "
+                          f"objective under FSDP2 on CPU)")
+    if cfg.accelerator.fsdp and cfg.model.lora is not None:
+        raise ConfigError("accelerator.fsdp shards full fine-tuning; with model.lora use DDP (accelerator.fsdp=false)")
+    if cfg.accelerator.fsdp and wanted:
+        raise ConfigError(f"accelerator.fsdp shards the student itself: launch it with torchrun, not an accelerate "
+                          f"{wanted[0]} config")
+    if launched != n_proc:
+        raise ConfigError(f"launched as {launched} processes (WORLD_SIZE) but accelerate connected {n_proc} "
+                          f"({state.distributed_type.value}): each process would train alone on all the data")
     q, m = cfg.optim.questions_per_step, cfg.optim.micro_batch_questions
     if q % n_proc:
         raise ConfigError(f"optim.questions_per_step={q} must be a multiple of the number of processes ({n_proc})")
@@ -87,9 +112,24 @@ def make_accelerator(cfg: TrainConfig, work: Path):
     kwargs: dict[str, Any] = {}
     if cfg.log.tensorboard:
         kwargs.update(log_with="tensorboard", project_dir=str(work / "tb"))
-    acc = Accelerator(cpu=cpu, mixed_precision="no" if cpu else cfg.accelerator.mixed_precision,
+    precision = cfg.accelerator.cpu_mixed_precision if cpu else cfg.accelerator.mixed_precision
+    if n_proc == 1:  # one process may train several runs (notebooks, tests), each with its own precision
+        AcceleratorState._reset_state(reset_partial_state=False)
+    acc = Accelerator(cpu=cpu, mixed_precision=precision,
                       gradient_accumulation_steps=n_micro, step_scheduler_with_optimizer=False, **kwargs)
     return acc
+
+
+def shard_fsdp2(model: torch.nn.Module, *, bf16: bool = False) -> None:
+    """FSDP2 in place: each decoder layer (``*DecoderLayer``), then the root, parameters sharded over the process
+    group (gradients reduced in float32; parameters computed in bf16 when the run is)."""
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
+    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    if not layers:
+        raise ConfigError(f"accelerator.fsdp: {type(model).__name__} has no *DecoderLayer modules to shard")
+    for layer in layers:
+        fully_shard(layer, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
 
 
 def make_schedule(optimizer, cfg: TrainConfig, total_steps: int):
@@ -156,11 +196,14 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
 
     seed_everything(cfg.seed)
     model = prep.model
+    if cfg.accelerator.fsdp:  # sharded before the optimizer sees the parameters (they become DTensor shards)
+        shard_fsdp2(model, bf16=acc.mixed_precision == "bf16")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
                                   weight_decay=cfg.optim.weight_decay)
     scheduler = make_schedule(optimizer, cfg, total)  # not prepared: accelerate would step it P times
-    model, optimizer = acc.prepare(model, optimizer)
+    if not cfg.accelerator.fsdp:  # (an FSDP2 model is not wrapped again: accelerate would add DDP on top)
+        model, optimizer = acc.prepare(model, optimizer)
     model.train()
 
     ckpt_root = work / "checkpoints"
@@ -238,7 +281,7 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
             raise TrainingError(f"gradient accumulation out of step at optimizer step {step}")
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else float("inf")
         grad_norm = acc.clip_grad_norm_(model.parameters(), clip)
-        grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        grad_norm = float(full(grad_norm)) if grad_norm is not None else float("nan")  # a DTensor under FSDP2
         if not math.isfinite(grad_norm):
             raise TrainingError(f"non-finite gradient norm at optimizer step {step} (epoch {epoch + 1}) on "
                                 f"instances {[prep.questions[i].id for i in global_ids]}")
@@ -276,9 +319,11 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
         if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < total:
             _checkpoint(acc, ckpt_root, step, model, optimizer, scheduler, steps_per_epoch,
                         elapsed_before + time.perf_counter() - t0, tokens, cfg.checkpoint.keep)
-        if main and step in cfg.log.curve_steps:
-            (work / "curve").mkdir(exist_ok=True)
-            save_file(trainable_state(acc.unwrap_model(model)), str(work / "curve" / f"step-{step:05d}.safetensors"))
+        if step in cfg.log.curve_steps:
+            snapshot = trainable_state(acc.unwrap_model(model))  # a collective under FSDP2: every process
+            if main:
+                (work / "curve").mkdir(exist_ok=True)
+                save_file(snapshot, str(work / "curve" / f"step-{step:05d}.safetensors"))
         if after_step is not None:
             after_step(step)
         if cfg.debug.step_sleep_s:
@@ -288,9 +333,11 @@ def train_loop(cfg: TrainConfig, prep: Prepared, acc, *, out: Path, work: Path,
     if cfg.log.tensorboard:
         acc.end_training()
     acc.wait_for_everyone()
+    unwrapped = acc.unwrap_model(model)
+    whole = full_model_state(unwrapped) if is_sharded_model(unwrapped) else None  # a collective under FSDP2
     if main:
-        _publish(cfg, prep, acc.unwrap_model(model), out=out, work=work, steps=total, elapsed=elapsed,
-                 tokens=tokens, n_proc=n_proc)
+        _publish(cfg, prep, unwrapped, out=out, work=work, steps=total, elapsed=elapsed, tokens=tokens,
+                 n_proc=n_proc, state_dict=whole)
     acc.wait_for_everyone()
     return out
 
@@ -301,17 +348,21 @@ def _checkpoint(acc, root: Path, step: int, model, optimizer, scheduler, steps_p
     states = [rng_state()]
     if acc.num_processes > 1:
         states = gather_object(states)
+    unwrapped = acc.unwrap_model(model)
+    # an FSDP2 model's parameters and optimizer state are gathered whole by every process (a collective)
+    whole = full_states(unwrapped, optimizer) if is_sharded_model(unwrapped) else None
     if acc.is_main_process:
         epoch, in_epoch = divmod(step, steps_per_epoch)
-        save_checkpoint(root, step=step, model=acc.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+        save_checkpoint(root, step=step, model=unwrapped, optimizer=optimizer, scheduler=scheduler,
                         position={"epoch": epoch, "step_in_epoch": in_epoch, "elapsed_s": elapsed,
-                                  "tokens": tokens}, rng_by_rank=states, keep=keep)
+                                  "tokens": tokens}, rng_by_rank=states, keep=keep, states=whole)
     acc.wait_for_everyone()
 
 
 def _publish(cfg: TrainConfig, prep: Prepared, model, *, out: Path, work: Path, steps: int, elapsed: float,
-             tokens: int, n_proc: int) -> None:
-    """Write the final model, tokenizer, logs, config, manifest and summary as one atomic artifact."""
+             tokens: int, n_proc: int, state_dict: dict | None = None) -> None:
+    """Write the final model, tokenizer, logs, config, manifest and summary as one atomic artifact.
+    ``state_dict``: the whole weights of a sharded model (gathered by every process beforehand)."""
     summary = {
         "name": cfg.name, "method": cfg.method, "teachers": prep.teachers, "steps": steps,
         "questions": len(prep.questions), "time_s": round(elapsed, 3), "tokens": tokens,
@@ -327,7 +378,7 @@ def _publish(cfg: TrainConfig, prep: Prepared, model, *, out: Path, work: Path, 
             merged = model.merge_and_unload()
             merged.save_pretrained(tmp)
         else:
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
         prep.tokenizer.save_pretrained(tmp)
         for name in ("log.jsonl", "alpha.jsonl"):
             src = work / name

@@ -7,8 +7,12 @@
     python -m compact.trainer --config configs/train/uniform.yaml
     # two CPU processes over gloo (same parameters as one process)
     torchrun --nproc_per_node 2 -m compact.trainer --config configs/train/smoke.yaml --set accelerator.cpu=true
-    # GPUs: DDP / FSDP / DeepSpeed ZeRO through the checked-in accelerate configs
+    # GPUs: DDP (or FSDP2, fsdp.yaml) through the checked-in accelerate configs
     accelerate launch --config_file configs/accelerate/ddp.yaml -m compact.trainer --config configs/paper/compact_qwen2.5-1.5b_gsm8k.yaml
+    # FSDP2: the student sharded with torch's fully_shard over the processes (gloo on CPU, NCCL on GPUs)
+    torchrun --nproc_per_node 2 -m compact.trainer --config configs/train/smoke.yaml --set accelerator.cpu=true --set accelerator.fsdp=true
+    # the objective under FSDP2 equals one process (loss, alpha, gradients; see compact.trainer.fsdp_parity)
+    torchrun --nproc_per_node 2 -m compact.trainer.fsdp_parity
 
 From Python: ``train(load_config("configs/train/compact.yaml")) -> Path`` (the run's artifact directory,
 reused when complete unless ``force=True``). The directory is named by the config AND the content of its
