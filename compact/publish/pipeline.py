@@ -287,6 +287,11 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
             # the executed notebook carries no timings (they would churn its diff): the registry keeps them
             reg.notebook_seconds[src.stem] = round(time.time() - t_nb, 1)
             reg.write(results)  # progress survives a later notebook's failure
+    planned = set(plan.keys["notebooks"])  # a notebook the profile no longer executes leaves its registry
+    if reg.published and (set(reg.notebook_seconds) - planned or set(reg.keys.get("notebooks", {})) - planned):
+        reg.notebook_seconds = {k: v for k, v in reg.notebook_seconds.items() if k in planned}
+        reg.keys["notebooks"] = {k: v for k, v in reg.keys.get("notebooks", {}).items() if k in planned}
+        reg.write(results)
     measured = {k: StageTime(seconds=v, items=to_run[k]) for k, v in runner.timings.items() if to_run.get(k)}
     if measured and reg.published:  # what each stage took for how many items, for the next --dry-run's estimate
         reg.timings_s.update(measured)
