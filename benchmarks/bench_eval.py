@@ -44,8 +44,10 @@ def main() -> int:
     default = load(WorldConfig, "configs/world/default.yaml")
     which = "default" if is_complete(world_path(default)) else "smoke"
     world = build_world(default if which == "default" else load(WorldConfig, "configs/world/smoke.yaml"))
-    pool = [e for t in [*world.id_tasks, *world.ood_tasks] for s in ("test", "dev", "train")
-            for e in world.examples(t, s)]
+    # every task in turn (ID answers and OOD probes mixed as in a real evaluation), test split first
+    per_task = [[e for s in ("test", "dev", "train") for e in world.examples(t, s)]
+                for t in [*world.id_tasks, *world.ood_tasks]]
+    pool = [lst[i] for i in range(max(map(len, per_task))) for lst in per_task if i < len(lst)]
     examples = [dataclasses.replace(pool[i % len(pool)], id=f"{pool[i % len(pool)].id}#{i // len(pool)}")
                 for i in range(args.n)]
     tok_dir = world.student_path if (world.student_path / "tokenizer_config.json").is_file() else world.tokenizer_path
