@@ -56,23 +56,28 @@ print(f"profile: {profile}; {len(main)} methods; results from {results}")
 #
 # Percentages; `± std` over seeds; the interval columns bound the seed-averaged accuracy.
 
-# %%
+# %% tags=["hide-input"]
 def pct(x):
     return "" if pd.isna(x) else f"{100 * x:.1f}"
 
 
-def table(df):
-    tasks = [c for c in ("arith", "variation", "symbolic", "mcq", "yesno") if c in df]
-    out = pd.DataFrame({"method": df["method"], "group": df["group"], "seeds": df["seeds"]})
-    for t in tasks:
-        out[t] = df[t].map(pct)
+def summary(df):
+    """One row per method: seeds, then ID and OOD as mean ± std over seeds and the 95% interval."""
+    out = pd.DataFrame({"method": df["method"], "seeds": df["seeds"]})
     for part in ("id", "ood"):
         out[f"{part.upper()} mean ± std"] = [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in zip(df[f"{part}_mean"], df[f"{part}_std"])]
         out[f"{part.upper()} 95% CI"] = [f"[{100 * lo:.1f}, {100 * hi:.1f}]" for lo, hi in zip(df[f"{part}_ci_low"], df[f"{part}_ci_high"])]
     return out
 
 
-table(main).style.hide(axis="index")
+summary(main).style.hide(axis="index")
+
+# %% [markdown]
+# The same methods task by task (seed-averaged accuracy, %):
+
+# %% tags=["hide-input"]
+tasks = [c for c in ("arith", "variation", "symbolic", "mcq", "yesno") if c in main]
+main[["method", *tasks]].assign(**{t: main[t].map(pct) for t in tasks}).style.hide(axis="index")
 
 # %% tags=["hide-input"]
 figure("main/accuracy", root)  # the file the results stage wrote (results/figures/main)
@@ -84,18 +89,21 @@ figure("main/accuracy", root)  # the file the results stage wrote (results/figur
 # question we average correctness over each method's seeds, take the difference, and bootstrap over
 # questions. A verdict is only "better" or "worse" when the whole 95% interval lies on one side of zero.
 
-# %%
+# %% tags=["hide-input"]
 cmp = comparisons.copy()
-cmp["difference (points)"] = (100 * cmp["compact_minus_other"]).round(1)
-cmp["95% CI"] = [f"[{100 * lo:.1f}, {100 * hi:.1f}]" for lo, hi in zip(cmp["ci_low"], cmp["ci_high"])]
-cmp[["split", "versus", "n_questions", "difference (points)", "95% CI", "verdict"]].style.hide(axis="index")
+cmp["questions"] = cmp["n_questions"]
+cmp["difference (points)"] = [f"{100 * d:+.1f}" for d in cmp["compact_minus_other"]]
+cmp["95% CI"] = [f"[{100 * lo:+.1f}, {100 * hi:+.1f}]" for lo, hi in zip(cmp["ci_low"], cmp["ci_high"])]
+cmp[["split", "versus", "questions", "difference (points)", "95% CI", "verdict"]].style.hide(axis="index")
 
 # %% [markdown]
 # ## What we measured
 #
 # The paragraph below is computed from the tables above, not written by hand.
 
-# %%
+# %% tags=["hide-input"]
+from IPython.display import Markdown
+
 ref = main[main["name"] == "compact"].iloc[0]
 best_id = main.sort_values("id_mean", ascending=False).iloc[0]
 id_cmp = comparisons[comparisons["split"] == "ID"]
@@ -103,15 +111,18 @@ wins = int((id_cmp["verdict"] == "COMPACT better").sum())
 losses = int((id_cmp["verdict"] == "COMPACT worse").sum())
 ties = len(id_cmp) - wins - losses
 base = main[main["name"] == "base"].iloc[0]
-print(f"COMPACT (reference) reaches {100 * ref['id_mean']:.1f}% ID accuracy (± {100 * ref['id_std']:.1f} over "
-      f"{int(ref['seeds'])} seeds) and {100 * ref['ood_mean']:.1f}% OOD accuracy; the base student had "
-      f"{100 * base['id_mean']:.1f}% ID and {100 * base['ood_mean']:.1f}% OOD.")
-print(f"The best ID accuracy is {100 * best_id['id_mean']:.1f}% ({best_id['method']}).")
-print(f"Against the {len(id_cmp)} other methods on ID questions, COMPACT is significantly better than {wins}, "
-      f"significantly worse than {losses}, and indistinguishable from {ties}.")
-for _, r in id_cmp.iterrows():
-    print(f"  vs {r['versus']}: {100 * r['compact_minus_other']:+.1f} points "
-          f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}] -> {r['verdict']}")
+lines = [
+    f"COMPACT (reference) reaches **{100 * ref['id_mean']:.1f}%** ID accuracy (± {100 * ref['id_std']:.1f} over "
+    f"{int(ref['seeds'])} seeds) and {100 * ref['ood_mean']:.1f}% OOD accuracy; the base student had "
+    f"{100 * base['id_mean']:.1f}% ID and {100 * base['ood_mean']:.1f}% OOD.",
+    f"The best ID accuracy is **{100 * best_id['id_mean']:.1f}%** ({best_id['method']}).",
+    f"Against the {len(id_cmp)} other methods on ID questions, COMPACT is significantly better than {wins}, "
+    f"significantly worse than {losses}, and indistinguishable from {ties}:",
+    "",
+    *[f"- vs {r['versus']}: {100 * r['compact_minus_other']:+.1f} points "
+      f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}], {r['verdict']}" for _, r in id_cmp.iterrows()],
+]
+Markdown("\n".join(lines))
 
 # %% [markdown]
 # ## Exercises
