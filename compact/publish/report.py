@@ -192,8 +192,11 @@ def write_all(registry: Registry, results: Path, *, runner=None, n_bootstrap: in
     paths = {**registry.runs, **registry.merges}
     if world_cfg:
         latent_models = {label[mid]: paths[mid].path for mid in seed0 if mid != "base"}
+        # PCA fitted on the profile's base model (a real model's hidden size is not the world student's)
+        base_model = str(runner.base_model()) if runner is not None else ""
         written.update(analyze(AnalyzeConfig(analysis="latent", name="latent", models=latent_models,
-                                             tasks=list(registry.tasks.ood), limit=latent_limit, **common)))
+                                             base_model=base_model, tasks=list(registry.tasks.ood),
+                                             limit=latent_limit, **common)))
     # weight dynamics of the COMPACT-family runs (alpha.jsonl)
     dyn = {label[mid]: paths[mid].path for mid in seed0 if mid in registry.runs and models[mid].method == "compact"}
     if dyn:
