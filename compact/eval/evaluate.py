@@ -299,7 +299,6 @@ def evaluate(model_or_path: Any, tokenizer: Any, examples: Sequence[Example], cf
     if not eos_ids:
         raise ConfigError("evaluate: neither the tokenizer nor the model defines an eos token")
     stopper = AnswerLineStop(tokenizer) if cfg.stop_at_answer_line else None
-    gens: dict[int, tuple[list[int], str]] = {}
     if backend == "vllm":
         if engine is None:
             engine, sampling_params_cls = make_engine(str(resolve(model_or_path)), dtype=cfg.dtype, seed=cfg.seed,
