@@ -38,14 +38,17 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--prune", type=float, default=0.0, help="EvalConfig.prune_finished (0: the batch stays whole)")
     ap.add_argument("--model", default="", help="a student folder (a trained run); default: the world's base student")
     args = ap.parse_args()
 
     default = load(WorldConfig, "configs/world/default.yaml")
     which = "default" if is_complete(world_path(default)) else "smoke"
     world = build_world(default if which == "default" else load(WorldConfig, "configs/world/smoke.yaml"))
-    pool = [e for t in [*world.id_tasks, *world.ood_tasks] for s in ("test", "dev", "train")
-            for e in world.examples(t, s)]
+    # every task in turn (ID answers and OOD probes mixed as in a real evaluation), test split first
+    per_task = [[e for s in ("test", "dev", "train") for e in world.examples(t, s)]
+                for t in [*world.id_tasks, *world.ood_tasks]]
+    pool = [lst[i] for i in range(max(map(len, per_task))) for lst in per_task if i < len(lst)]
     examples = [dataclasses.replace(pool[i % len(pool)], id=f"{pool[i % len(pool)].id}#{i // len(pool)}")
                 for i in range(args.n)]
     tok_dir = world.student_path if (world.student_path / "tokenizer_config.json").is_file() else world.tokenizer_path
@@ -53,7 +56,7 @@ def main() -> int:
         tok_dir = args.model
     model, tok = load_model(args.model or world.student_path), load_tokenizer(tok_dir)
     cfg = EvalConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, n_bootstrap=200,
-                     probe_scoring="loglik")
+                     probe_scoring="loglik", prune_finished=args.prune)
     evaluate(model, tok, examples[: args.batch_size], cfg)  # warm-up (first-call allocations)
     t0 = time.perf_counter()
     res = evaluate(model, tok, examples, cfg)
@@ -74,7 +77,7 @@ def main() -> int:
         "distinct_questions": min(len(pool), args.n), "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens, "seconds": round(secs, 2),
         "questions_per_s": round(len(examples) / secs, 1), "target_s": TARGET_S, "ok": secs <= TARGET_S,
-        "model": args.model or str(world.student_path), "parts": parts,
+        "model": args.model or str(world.student_path), "prune_finished": args.prune, "parts": parts,
         "mean_new_tokens": round(sum(s["n_new_tokens"] for s in res.samples) / len(res.samples), 1),
         "stops": stops, "accuracy_strict": round(res.metrics["all"]["strict"], 3),
         "torch_threads": torch.get_num_threads(),

@@ -321,7 +321,7 @@ def test_eval_backend_names_artifacts_only_when_it_is_not_hf():
     from compact.config import config_hash, to_dict
 
     cfg = EvalConfig(model="m")
-    before = {k: v for k, v in to_dict(cfg).items() if k not in ("backend", "tensor_parallel_size")}
+    before = {k: v for k, v in to_dict(cfg).items() if k not in EvalConfig.HASH_DEFAULTS}
     old = hashlib.sha256(_json.dumps(before, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
     assert config_hash(cfg) == old[:12]
     assert config_hash(EvalConfig(model="m", backend="vllm")) != config_hash(cfg)
@@ -337,3 +337,23 @@ def test_vllm_backend_without_the_extra_is_one_line(monkeypatch):
     assert vllm_decode.resolve_backend("auto") == "hf"
     with pytest.raises(CompactError, match=r"compact\[vllm\]"):
         vllm_decode.resolve_backend("vllm")
+
+
+def test_pruning_finished_rows_keeps_every_rows_tokens(tiny):
+    """prune: finished rows leave the batch and its KV cache (DynamicCache.batch_select_indices); every row's greedy
+    tokens and stop reason are the whole batch's, with rows that stop at different steps."""
+    from compact.inputs.model import small_qwen2
+
+    _, tok = tiny
+    # a wide initialisation: a random student whose greedy rows differ (the default one repeats one token)
+    model = small_qwen2(len(tok), seed=1, hidden=32, heads=4, kv_heads=2, intermediate=64, initializer_range=0.5,
+                        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id).eval()
+    prompts = [tok(format_prompt(tok, q), add_special_tokens=False)["input_ids"]
+               for q in ("What is 2+3?", "Is a robin a bird?", "7-9?", "Pick one. A) cat B) dog", "x" * 30)]
+    kw = dict(pad_id=tok.pad_token_id, max_new_tokens=24)
+    first, _ = greedy_generate(model, prompts, eos_ids={tok.eos_token_id}, **kw)
+    eos = {tok.eos_token_id, first[0][6], first[1][13]}  # two tokens that end rows at different steps
+    whole = greedy_generate(model, prompts, eos_ids=eos, **kw)
+    assert len({len(g) for g in whole[0]}) > 2 and "length" in whole[1] and "eos" in whole[1]
+    for prune in (0.5, 0.9):
+        assert greedy_generate(model, prompts, eos_ids=eos, prune=prune, **kw) == whole

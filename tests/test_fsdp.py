@@ -29,14 +29,18 @@ def _parity(*args: str, port: int) -> dict:
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-@pytest.mark.parametrize("args,port", [(("--lora",), 29612), (("--path", "fast"), 29613)], ids=["lora", "fast"])
+# the fast path's alpha goes through a chunked softmax whose sums differ with the batch's shape (2 questions per
+# process vs 4): 4.5e-6 measured here, so 5e-5; an ungathered weight fails outright or moves alpha by ~0.1
+@pytest.mark.parametrize("args,port", [(("--lora",), 29612), (("--path", "fast", "--atol", "5e-5"), 29613)],
+                         ids=["lora", "fast"])
 def test_fsdp2_two_processes_match_one(args, port):
     """Consensus applies the last layer's q/k projections and MI the LM head outside the wrapped forward, where
     FSDP2 leaves them as DTensor shards: gathered (compact.method.shards) they give one process's numbers. (The
     reference path without LoRA runs in test_gpu_check_runs_its_cpu_twin.)"""
     out = _parity(*args, port=port)
     assert out["world_size"] == 2 and out["sharded_params"] > 0 and out["ok"]
-    assert out["max_abs_loss"] <= 1e-5 and out["max_abs_alpha"] <= 1e-5 and out["max_abs_grad"] <= 1e-5
+    tol = float(args[args.index("--atol") + 1]) if "--atol" in args else 1e-5
+    assert out["max_abs_loss"] <= tol and out["max_abs_alpha"] <= tol and out["max_abs_grad"] <= tol
     assert out["missing_grads"] == []
 
 

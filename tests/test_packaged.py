@@ -99,7 +99,8 @@ def test_smollm2_compact_lora_step_and_fast_equals_reference(monkeypatch):
     from compact.method.objective import ObjectiveConfig, compact_objective
     from compact.trainer.run import load_config
 
-    cfg = load_config("configs/train/smollm2.yaml", ["data.max_instances=2"])
+    # the smoke world's store (seconds to build) rather than the default world's (its student pretrains ~15 min)
+    cfg = load_config("configs/train/smollm2.yaml", ["data.max_instances=2", "data.generate=configs/generate/smoke.yaml"])
     tok = load_tokenizer(cfg.model.path)
     model = load_student(cfg, cfg.model.path)  # with the paper's LoRA adapters
     assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (9, 3)

@@ -67,8 +67,15 @@ def cache_of(out):
 
 @torch.inference_mode()
 def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos_ids: set[int],
-                    max_new_tokens: int, stopper: AnswerLineStop | None = None) -> tuple[list[list[int]], list[str]]:
-    """Greedy decoding of a left-padded batch with a KV cache; returns new tokens (eos excluded) and stop reasons."""
+                    max_new_tokens: int, stopper: AnswerLineStop | None = None,
+                    prune: float = 0.0) -> tuple[list[list[int]], list[str]]:
+    """Greedy decoding of a left-padded batch with a KV cache; returns new tokens (eos excluded) and stop reasons.
+
+    ``prune`` > 0: once the rows still decoding fall to that fraction of the rows in the batch, finished rows
+    leave the batch and its KV cache (a student's rationales differ several-fold in length, so the longest rows
+    otherwise drag every finished row through attention and the cache's growth). Rows then run in a smaller
+    batch, which can change floating-point results at the last bit; 0 (the default) keeps the batch whole.
+    """
     device = next(model.parameters()).device
     B, L = len(prompts), max(len(p) for p in prompts)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
@@ -81,30 +88,37 @@ def greedy_generate(model, prompts: Sequence[Sequence[int]], *, pad_id: int, eos
     cache_arg = cache_argument(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
     cache = cache_of(out)
-    logits = out.logits[:, -1, :]  # (B, V)
-    next_pos = pos[:, -1:] + 1  # (B, 1)
+    logits = out.logits[:, -1, :]  # (b, V): b rows still in the batch
+    next_pos = pos[:, -1:] + 1  # (b, 1)
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
     generated: list[list[int]] = [[] for _ in range(B)]
     reasons = ["length"] * B
-    alive = torch.ones(B, dtype=torch.bool, device=device)
+    rows = list(range(B))  # batch row -> prompt index
     for step in range(max_new_tokens):
-        tok = logits.argmax(dim=-1)  # (B,)
-        is_eos = torch.isin(tok, eos) & alive
-        tok_list, eos_list, alive_list = tok.tolist(), is_eos.tolist(), alive.tolist()
-        for i in range(B):
-            if not alive_list[i]:
+        tok = logits.argmax(dim=-1)  # (b,)
+        is_eos = torch.isin(tok, eos)
+        tok_list, eos_list = tok.tolist(), is_eos.tolist()
+        for r, i in enumerate(rows):
+            if reasons[i] != "length":
                 continue
-            if eos_list[i]:
+            if eos_list[r]:
                 reasons[i] = "eos"
                 continue
-            generated[i].append(tok_list[i])
-            if stopper is not None and tok_list[i] in stopper.newline_ids and stopper.done(generated[i]):
+            generated[i].append(tok_list[r])
+            if stopper is not None and tok_list[r] in stopper.newline_ids and stopper.done(generated[i]):
                 reasons[i] = "answer_line"
-        alive = torch.tensor([r == "length" for r in reasons], dtype=torch.bool, device=device)
-        if not bool(alive.any()) or step == max_new_tokens - 1:
+        alive_list = [reasons[i] == "length" for i in rows]
+        n_alive = sum(alive_list)
+        if n_alive == 0 or step == max_new_tokens - 1:
             break
+        alive = torch.tensor(alive_list, dtype=torch.bool, device=device)
         tok = torch.where(alive, tok, torch.full_like(tok, pad_id))
-        mask = torch.cat([mask, alive.long()[:, None]], dim=1)  # (B, L + step + 1)
+        mask = torch.cat([mask, alive.long()[:, None]], dim=1)  # (b, L + step + 1)
+        if prune > 0 and n_alive <= prune * len(rows) and hasattr(cache, "batch_select_indices"):
+            keep = alive.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            tok, mask, next_pos = tok[keep], mask[keep], next_pos[keep]
+            rows = [i for i, a in zip(rows, alive_list) if a]
         out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos, use_cache=True,
                     **{cache_arg: cache})
         cache = cache_of(out)

@@ -523,15 +523,6 @@ def length_buckets(attention_mask: Tensor, buckets: int, group: Tensor | None = 
             for s in range(0, len(order_units), size)]
 
 
-def pad_fraction(attention_mask: Tensor, buckets: int = 1, group: Tensor | None = None) -> float:
-    """The share of the positions a forward computes that are padding: one padded batch (``buckets=1``) or the
-    length buckets of :func:`bucketed_forward`."""
-    real = int(attention_mask.sum())
-    computed = sum(len(rows) * w for rows, w in length_buckets(attention_mask, buckets, group)) if buckets > 1 \
-        else attention_mask.numel()
-    return 1.0 - real / max(computed, 1)
-
-
 def reads_padding(cfg: ObjectiveConfig) -> bool:
     """Whether ``cfg``'s teacher weights read padding positions (the reference MI proxy sums over them)."""
     return cfg.weighting == "compact" and cfg.use_mi and cfg.mi_variant == "reference"

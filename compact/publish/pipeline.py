@@ -200,7 +200,7 @@ class Runner:
         w = self.world()
         if w is None:
             raise CompactError(f"pipeline profile {self.plan.cfg.profile!r}: no world and no base_model: "
-                             "nothing to evaluate as the base student")
+                               "nothing to evaluate as the base student")
         return w.student_path
 
 

@@ -41,7 +41,7 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters the optimizer updates, by name, as contiguous CPU tensors (gathered whole when the model is
     FSDP2-sharded: then a collective that every process calls, and only the main process's copy is complete)."""
     if is_sharded_model(model):
-        return full_states(model)[0]
+        return _trainable_of(model, full_model_state(model))
     return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -50,22 +50,22 @@ def is_sharded_model(model: torch.nn.Module) -> bool:
     return any(is_sharded(p) for p in model.parameters())
 
 
-def full_states(model: torch.nn.Module, optimizer=None) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """(trainable parameters, optimizer state) of an FSDP2-sharded model, gathered whole on the main process
-    (torch.distributed.checkpoint's full state dicts, offloaded to the CPU; other processes get empty dicts). A
-    collective: every process calls it. The optimizer state is keyed by parameter name, not index."""
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    if optimizer is None:
-        msd, osd = get_model_state_dict(model, options=opts), None
-    else:
-        msd, osd = get_state_dict(model, optimizer, options=opts)
-    return {n: v.contiguous() for n, v in msd.items() if n in trainable}, osd
-
-
 def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every weight of an FSDP2-sharded model, whole on the main process (a collective: every process calls it)."""
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def full_states(model: torch.nn.Module, optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """(trainable parameters, optimizer state) of an FSDP2-sharded model, gathered whole on the main process
+    (torch.distributed.checkpoint's full state dicts, offloaded to the CPU; other processes get empty dicts). A
+    collective: every process calls it. The optimizer state is keyed by parameter name, not index."""
+    msd, osd = get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return _trainable_of(model, msd), osd
+
+
+def _trainable_of(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {n: v.contiguous() for n, v in state.items() if n in trainable}
 
 
 def load_full_states(model: torch.nn.Module, optimizer, model_state: dict, optimizer_state: dict, where: str) -> None:

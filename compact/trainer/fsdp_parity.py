@@ -27,13 +27,13 @@ import sys
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from transformers import Qwen2ForCausalLM
 
 from ..inputs.model import small_qwen2, small_qwen2_config
 from ..method.batch import Batch, synthetic_batch
 from ..method.objective import ObjectiveConfig, compact_objective
 from ..method.shards import is_sharded
+from .loop import shard_fsdp2
 
 # shapes: the tests' tiny student, and the paper's student (Qwen2.5-1.5B's config, random weights, no download)
 SHAPES = {
@@ -50,11 +50,6 @@ def questions(batch: Batch, first: int, last: int) -> Batch:
                  teacher=batch.teacher[rows], gold_ids=batch.gold_ids[first:last],
                  gold_mask=batch.gold_mask[first:last], thinking_ids=batch.thinking_ids,
                  answer_span=None if batch.answer_span is None else batch.answer_span[rows])
-
-
-def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The transformer blocks that FSDP2 wraps one by one (Llama/Qwen2/Mistral ``*DecoderLayer``)."""
-    return [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
 
 
 def attention_backend(device: str) -> str:
@@ -125,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ref_grads = {n: p.grad.detach().float().clone() for n, p in whole.named_parameters() if p.grad is not None}
 
     # FSDP2: each decoder layer, then the root; this rank's block of questions
-    mp = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
-    for layer in decoder_layers(sharded):
-        fully_shard(layer, mp_policy=mp)
-    fully_shard(sharded, mp_policy=mp)
+    shard_fsdp2(sharded, bf16=dtype == torch.bfloat16)  # the trainer's own sharding (accelerator.fsdp)
     n_sharded = sum(is_sharded(p) for p in sharded.parameters())
     per = args.questions // world
     mine = questions(batch, rank * per, (rank + 1) * per)
