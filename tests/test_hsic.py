@@ -76,3 +76,25 @@ def test_token_answer_hsic_shape_mask_and_peak():
     assert torch.isnan(out[1, 4]) and not torch.isnan(out[0]).any()
     assert out[0].argmax().item() == 3
     assert out[0, 3] == pytest.approx(hsic_mi(hidden[0, 3][:, None], gold[0][:, None]).item())
+
+
+@pytest.mark.parametrize("h", [7, 32, 33])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_token_answer_hsic_is_hsic_mi_token_by_token(h, normalize):
+    """The one-dimensional path (gold Gram once per row, one selection per bandwidth) gives hsic_mi's numbers,
+    also when pair distances tie at the median (integer coordinates) or are all zero (a constant state)."""
+    gen = torch.Generator().manual_seed(h)
+    hidden = torch.randn(3, 6, h, generator=gen)
+    hidden[1] = torch.randint(-2, 3, (6, h), generator=gen).float()  # many tied distances
+    hidden[2, 0] = 0.5  # all distances 0: the bandwidth falls back to its floor
+    gold = torch.randn(3, h, generator=gen)
+    gold[1] = torch.randint(0, 2, (h,), generator=gen).float()
+    keep = torch.ones(3, 6, dtype=torch.bool)
+    keep[0, 1] = False
+    out = token_answer_hsic(hidden, gold, normalize=normalize, positions=keep, chunk=4)
+    assert torch.isnan(out[0, 1]) and int(torch.isnan(out).sum()) == 1
+    for i in range(3):
+        for t in range(6):
+            if keep[i, t]:
+                ref = hsic_mi(hidden[i, t][:, None], gold[i][:, None], normalize=normalize).item()
+                assert out[i, t].item() == pytest.approx(ref, rel=1e-9, abs=1e-12), (i, t)

@@ -213,9 +213,10 @@ def score_instances(model, tokenizer, instances: Sequence, cfg: ScoreConfig | No
             hs = None
             if cfg.hsic:
                 gold = _gold_representation(model, batch.gold_ids, batch.gold_mask)[batch.group]  # (N, H)
-                tok = token_answer_hsic(hidden.float(), gold.float(), batch.attention_mask, normalize=True)  # (N, L)
-                pos = torch.arange(tok.shape[1], device=device)[None, :]
+                pos = torch.arange(hidden.shape[1], device=device)[None, :]
                 amask = (pos >= batch.assistant_start[:, None]) & batch.attention_mask.bool()  # (N, L)
+                tok = token_answer_hsic(hidden.float(), gold.float(), batch.attention_mask, normalize=True,
+                                        positions=amask)  # (N, L), computed on the answer's tokens only
                 hs = (torch.nan_to_num(tok) * amask).sum(1) / amask.sum(1).clamp(min=1)  # (N,) mean over answer
             n = 0
             for q in chunk:

@@ -86,22 +86,80 @@ def hsic_mi(x: Tensor, y: Tensor, sigma_x: Tensor | float | None = None, sigma_y
     return value
 
 
+def _pair_sq_dists_1d(v: Tensor) -> Tensor:
+    """(..., n) one-dimensional samples -> (..., n, n) squared differences, exactly symmetric, zero diagonal."""
+    d = v[..., :, None] - v[..., None, :]
+    return d.mul_(d)
+
+
+def _sigma_1d(d2: Tensor, upper: Tensor) -> Tensor:
+    """The median-heuristic bandwidth of :func:`_sigma_from_sq` from (C, n, n) squared distances, with one
+    selection: the lower middle pair by ``kthvalue``, the upper middle (for an even pair count) as the smallest
+    pair above it, or the same value when ties reach that rank. ``upper`` indexes the flattened i < j pairs."""
+    p = d2.flatten(-2).index_select(-1, upper)  # (C, m) squared pair distances
+    m = p.shape[-1]
+    lo = torch.kthvalue(p, (m + 1) // 2, dim=-1).values
+    if m % 2:
+        med = lo.sqrt()
+    else:
+        ties = (p <= lo[:, None]).sum(-1) >= m // 2 + 1
+        above = torch.where(p > lo[:, None], p, torch.full_like(p, float("inf"))).amin(-1)
+        med = 0.5 * (lo.sqrt() + torch.where(ties, lo, above).sqrt())
+    if bool((med <= 0).any()):
+        med = torch.where(med > 0, med, p.sqrt().mean(dim=-1))
+    return med.clamp(min=MIN_SIGMA)
+
+
+def _centered_gram_1d(v: Tensor, upper: Tensor) -> Tensor:
+    """H K H for the Gaussian Gram matrix (median bandwidth) of (C, n) one-dimensional samples, (C, n, n)."""
+    d2 = _pair_sq_dists_1d(v)
+    sigma = _sigma_1d(d2, upper)
+    k = d2.mul_((-0.5 / sigma ** 2)[:, None, None]).exp_()
+    r = k.mean(dim=-1, keepdim=True)  # K is symmetric: its column means are r transposed
+    return k.sub_(r).sub_(r.transpose(-1, -2)).add_(r.mean(dim=-2, keepdim=True))
+
+
 @torch.no_grad()
 def token_answer_hsic(hidden: Tensor, gold_repr: Tensor, attention_mask: Tensor | None = None,
-                      normalize: bool = False, chunk: int = 256) -> Tensor:
+                      normalize: bool = False, chunk: int = 4, positions: Tensor | None = None) -> Tensor:
     """HSIC between each token's hidden state and its row's gold-answer representation, (N, L).
 
     ``hidden`` (N, L, H); ``gold_repr`` (N, H) (e.g. the last hidden state of the gold answer run through
-    the same model, one row per branch). Coordinates are the paired samples (Qian et al.'s estimator).
-    Padding positions (``attention_mask == 0``) are NaN.
+    the same model, one row per branch). Coordinates are the paired samples (Qian et al.'s estimator): per
+    token, :func:`hsic_mi` of the H pairs ``(hidden[i, t, j], gold_repr[i, j])``. Padding positions
+    (``attention_mask == 0``) and positions outside ``positions`` (N, L) bool, when given, are NaN and cost
+    nothing.
+
+    The same numbers as :func:`hsic_mi` token by token (to float64 rounding), computed for one-dimensional
+    samples: the gold side's centred Gram matrix once per row, HSIC(K, L) = <HKH, HLH> as one dot product,
+    one selection for each bandwidth, ``chunk`` tokens at a time (small chunks stay in cache).
     """
     n, length, h = hidden.shape
-    x = hidden.detach().reshape(n * length, h, 1)  # (N*L, H, 1): H one-dimensional samples per token
-    y = gold_repr.detach()[:, None, :].expand(n, length, h).reshape(n * length, h, 1)
-    out = torch.empty(n * length, dtype=torch.float64, device=hidden.device)
-    for s in range(0, n * length, chunk):
-        out[s:s + chunk] = hsic_mi(x[s:s + chunk], y[s:s + chunk], normalize=normalize)
-    out = out.view(n, length)
+    if h < 2:
+        raise ValueError("token_answer_hsic needs at least 2 coordinates")
+    keep = torch.ones(n, length, dtype=torch.bool, device=hidden.device)
     if attention_mask is not None:
-        out = out.masked_fill(~attention_mask.bool(), float("nan"))
+        keep &= attention_mask.bool()
+    if positions is not None:
+        keep &= positions.bool()
+    iu = torch.triu_indices(h, h, offset=1, device=hidden.device)
+    upper = iu[0] * h + iu[1]
+    scale = float((h - 1) ** 2)
+    out = torch.full((n, length), float("nan"), dtype=torch.float64, device=hidden.device)
+    gold = gold_repr.detach().double()
+    for i in range(n):
+        cols = keep[i].nonzero().flatten()
+        if not len(cols):
+            continue
+        lc = _centered_gram_1d(gold[i][None], upper)[0].flatten()  # (H*H,)
+        hll = torch.dot(lc, lc) / scale
+        x = hidden[i].detach().index_select(0, cols).double()  # (T, H)
+        vals = torch.empty(len(cols), dtype=torch.float64, device=hidden.device)
+        for s in range(0, len(cols), chunk):
+            kc = _centered_gram_1d(x[s:s + chunk], upper).flatten(-2)  # (C, H*H)
+            v = kc @ lc / scale  # HSIC(K, L) = <HKH, HLH> / (n-1)^2
+            if normalize:
+                v = v / (torch.linalg.vecdot(kc, kc) / scale * hll).sqrt().clamp(min=1e-12)
+            vals[s:s + chunk] = v
+        out[i, cols] = vals
     return out
