@@ -363,8 +363,9 @@ except CompactError as exc:
 #
 # The paper config as is (LoRA on every projection, constant lr, one question per micro-step, bf16 on GPU,
 # TensorBoard), with the student path, the store and the step count overridden. On GPUs the same command runs
-# under `accelerate launch --config_file configs/accelerate/ddp.yaml` (or `fsdp.yaml`, `zero2.yaml`,
-# `zero3.yaml`).
+# under `accelerate launch --config_file configs/accelerate/ddp.yaml`, or sharded with FSDP2 under
+# `torchrun --nproc_per_node <GPUs> -m compact.trainer ... --set accelerator.fsdp=true` (full fine-tuning; the
+# tests run it over two CPU processes: the same parameters as one process, and a killed run resumes bit for bit).
 
 # %%
 teachers = [t["name"] for t in gen_cfg["teachers"]]
