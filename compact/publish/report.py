@@ -235,7 +235,9 @@ def scorer_comparison(registry: Registry, runner, *, generate: str, scorers: Seq
     The scorers are the profile's base model and each of ``scorers`` (``"world"``: the world's base student;
     else a model folder or ``packaged:NAME``). Every scorer reads the same rationales: the first ``limit``
     dev questions of each ID task, all of the store's teachers per question, so the scores are fused across
-    the same K branches as in training. A score whose AUC is below 0.5 ranks wrong rationales higher;
+    the same K branches as in training. Every rationale counts (policy ``keep``): one without a parseable
+    answer line is a wrong one, not a reason to drop its question (a real model's own rationales often
+    have none). A score whose AUC is below 0.5 ranks wrong rationales higher;
     ``auc_oriented`` is max(AUC, 1 - AUC).
     """
     store = generate_store(load_generate_config(generate))
@@ -255,7 +257,8 @@ def scorer_comparison(registry: Registry, runner, *, generate: str, scorers: Seq
         rows: list[dict[str, Any]] = []
         for task in registry.tasks.id:
             cfg = ScoreConfig(student=student, world=registry.config.get("world") or "",
-                              input=ScoreInput(store=str(store), split=f"{task}-dev", limit=limit))
+                              input=ScoreInput(store=str(store), split=f"{task}-dev", limit=limit,
+                                                policy="keep"))
             task_rows, _ = run_score(cfg)
             rows += task_rows
         out += [{"scorer": name, **r} for r in score_auc_table(rows, by="teacher")]
