@@ -153,12 +153,15 @@ parity.style.hide(axis="index").format({"max_abs_diff": "{:.1e}", "max_abs_ref":
 #
 # The profile's scorer comparison puts SmolLM2's own greedy rationales for the first dev questions beside
 # the four simulated teachers' (five branches per question, each graded against the gold answer) and scores
-# them twice: with SmolLM2 and with the world's student. The table gives each score's AUC for "this
-# rationale is correct" (oriented: max(AUC, 1 - AUC); 0.5 = chance), over all branches and per teacher.
+# them twice: with SmolLM2 and with the world's student. Every rationale counts: one without an answer line
+# is a wrong one. The table gives each score's AUC for "this rationale is correct" (0.5 = chance; below 0.5
+# the score ranks wrong rationales higher): over all branches, over the simulated teachers' alone, and per
+# teacher. Over all branches a score can tell SmolLM2's own rationales (nearly all wrong) from the teachers'
+# by their style alone; the *simulated teachers* rows hold the style fixed and ask only about correctness.
 
 # %% tags=["hide-input"]
 scorers = pd.DataFrame(read_table("validation/scorers", root=resolve(results)))
-auc_wide = scorers.pivot_table(index=["teacher", "score"], columns="scorer", values="auc_oriented")
+auc_wide = scorers.pivot_table(index=["teacher", "score"], columns="scorer", values="auc", sort=False)
 counts = scorers.drop_duplicates(["scorer", "teacher"]).set_index(["scorer", "teacher"])[["n_correct", "n_incorrect"]]
 print("branches (correct / wrong) per teacher:",
       {t: f"{int(r.n_correct)}/{int(r.n_incorrect)}" for (s, t), r in counts.iterrows() if s == counts.index[0][0]})

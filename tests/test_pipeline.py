@@ -284,3 +284,45 @@ def test_dry_run_reads_as_a_plan_with_estimates(monkeypatch):
     assert rows["evaluation"]["todo"] == 1 and rows["evaluation"]["of"] == n_eval
     assert rows["evaluation"]["estimate_s"] == 150.0  # the last run's 600 s over 4 models, for 1 model
     assert rows["merges"]["todo"] == 0
+
+
+def test_scorer_comparison_keeps_every_rationale_and_separates_the_simulated_teachers(monkeypatch):
+    """Each scorer reads every rationale (policy keep: a real model's unparseable rationale is a wrong one), and,
+    when a real model's rationales sit beside the simulated teachers', the simulated teachers' alone get their
+    own AUC rows (correctness without the style difference)."""
+    import random
+    import types
+
+    from compact.analysis.validation import score_auc_table
+    from compact.publish import report
+
+    gen = load_generate_config(P.load_pipeline("real").validation_generate)
+    monkeypatch.setattr(report, "generate_store", lambda cfg: "store")
+    rng = random.Random(0)
+    seen = []
+
+    def fake_score(cfg):
+        seen.append((cfg.student, cfg.input.split, cfg.input.policy))
+        return [{"teacher": t.name, "final_correct": rng.random() < 0.7, "alpha": rng.random(), "mi": rng.random(),
+                 "consensus": rng.random(), "difficulty": rng.random(), "fused": rng.random()}
+                for _ in range(6) for t in gen.teachers], None
+
+    monkeypatch.setattr(report, "run_score", fake_score)
+    runner = types.SimpleNamespace(base_model=lambda: "model-a",
+                                   world=lambda: types.SimpleNamespace(student_path="model-b"))
+    registry = types.SimpleNamespace(config={"base_model": "real", "world": "w.yaml"},
+                                     tasks=types.SimpleNamespace(id=["arith", "symbolic"]))
+    rows = report.scorer_comparison(registry, runner, generate=P.load_pipeline("real").validation_generate,
+                                    scorers=["world"], limit=6)
+    assert {p for *_, p in seen} == {"keep"} and len(seen) == 4
+    assert {r["scorer"] for r in rows} == {"real", "world student"}
+    groups = [r["teacher"] for r in rows if r["scorer"] == "real" and r["score"] == "alpha"]
+    assert groups == ["all", "simulated teachers", *[t.name for t in gen.teachers]]
+    # the simulated rows are the AUCs of the simulated teachers' rationales alone (the first scorer's two tasks)
+    rng.seed(0)
+    first = [r for _ in range(2) for r in fake_score(types.SimpleNamespace(
+        student="x", input=types.SimpleNamespace(split="s", policy="keep")))[0]]
+    sim = {t.name for t in gen.teachers if t.backend == "simulated"}
+    expect = {r["score"]: r["auc"] for r in score_auc_table([r for r in first if r["teacher"] in sim])}
+    got = {r["score"]: r["auc"] for r in rows if r["scorer"] == "real" and r["teacher"] == "simulated teachers"}
+    assert got == pytest.approx(expect)

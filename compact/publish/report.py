@@ -230,7 +230,8 @@ def write_all(registry: Registry, results: Path, *, runner=None, n_bootstrap: in
 def scorer_comparison(registry: Registry, runner, *, generate: str, scorers: Sequence[str] = (),
                       limit: int = 100) -> list[dict[str, Any]]:
     """Each score's AUC against the rationale's correctness, for each scorer, over the dev rationales of
-    ``generate``'s store (built or reused), overall and per teacher.
+    ``generate``'s store (built or reused): overall, over the simulated teachers' rationales alone (when a real
+    model's own are beside them: correctness without the style difference), and per teacher.
 
     The scorers are the profile's base model and each of ``scorers`` (``"world"``: the world's base student;
     else a model folder or ``packaged:NAME``). Every scorer reads the same rationales: the first ``limit``
@@ -240,7 +241,9 @@ def scorer_comparison(registry: Registry, runner, *, generate: str, scorers: Seq
     have none). A score whose AUC is below 0.5 ranks wrong rationales higher;
     ``auc_oriented`` is max(AUC, 1 - AUC).
     """
-    store = generate_store(load_generate_config(generate))
+    gcfg = load_generate_config(generate)
+    store = generate_store(gcfg)
+    simulated = {t.name for t in gcfg.teachers if t.backend == "simulated"}
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for scorer in ["base", *scorers]:
@@ -261,7 +264,13 @@ def scorer_comparison(registry: Registry, runner, *, generate: str, scorers: Seq
                                                 policy="keep"))
             task_rows, _ = run_score(cfg)
             rows += task_rows
-        out += [{"scorer": name, **r} for r in score_auc_table(rows, by="teacher")]
+        table = score_auc_table(rows, by="teacher")
+        if simulated and len(simulated) < len({r["teacher"] for r in rows}):
+            # the simulated teachers' rationales alone: correctness without the real model's style beside it
+            sim = [{"teacher": "simulated teachers", **r}
+                   for r in score_auc_table([r for r in rows if r["teacher"] in simulated])]
+            table = [r for r in table if r["teacher"] == "all"] + sim + [r for r in table if r["teacher"] != "all"]
+        out += [{"scorer": name, **r} for r in table]
     return out
 
 
