@@ -240,9 +240,28 @@ for mid, s in answers.items():
 
 # %% [markdown]
 # ### What each stage took here
+#
+# Each training run and each evaluation records its own wall time (a run in its `summary.json`, an evaluation
+# in its `metrics.json`), whichever execution of the profile computed it; the registry adds the stages its
+# last execution ran. On the book's machine: 2 CPU cores, two workers side by side.
 
 # %% tags=["hide-input"]
-pd.DataFrame([{"stage": k, "items": v.items, "minutes": round(v.seconds / 60, 1)} for k, v in reg.timings_s.items()])
+took = []
+for mid, run in reg.runs.items():
+    s = json.loads((resolve(run.path) / "summary.json").read_text())
+    took.append({"stage": "training", "item": mid, "what": f"{s.get('steps')} LoRA steps",
+                 "minutes": round(s.get("time_s", float("nan")) / 60, 1)})
+for mid, ev in reg.evals.items():
+    for d in ev.dirs:
+        m = json.loads((resolve(d) / "metrics.json").read_text())
+        per_task = {t: v["n"] for t, v in m["metrics"].items() if t != "all"}
+        took.append({"stage": "evaluation", "item": f"{mid} ({', '.join(per_task)})",
+                     "what": f"{sum(per_task.values())} questions",
+                     "minutes": round(m.get("seconds", float("nan")) / 60, 1)})
+for k, v in reg.timings_s.items():
+    if k not in ("training", "evaluation"):
+        took.append({"stage": k, "item": "(last execution)", "what": f"{v.items} items", "minutes": round(v.seconds / 60, 1)})
+pd.DataFrame(took).set_index(["stage", "item"])
 
 
 # %% [markdown]
