@@ -426,15 +426,22 @@ for name in ("compact", "uniform"):
         print(f"{who}, {r.method}: ID mean {100 * b.id_mean:.1f}% -> {100 * r.id_mean:.1f}% "
               f"[{100 * r.id_ci_low:.1f}, {100 * r.id_ci_high:.1f}], OOD mean {100 * b.ood_mean:.1f}% -> "
               f"{100 * r.ood_mean:.1f}% after {summary0.get('steps')} steps of {tcfg0.optim.questions_per_step} questions.")
+MIN_CLASS = 5  # fewer right (or wrong) rationales than this and an AUC rests on a handful of examples
 own = scorers[scorers.teacher == vinst.teachers[-1]]
-if len(own) and own.n_incorrect.iloc[0] and own.n_correct.iloc[0]:
+n_right, n_wrong = (int(own.n_correct.iloc[0]), int(own.n_incorrect.iloc[0])) if len(own) else (0, 0)
+if min(n_right, n_wrong) >= MIN_CLASS:
     best = own.loc[own.auc_oriented.idxmax()]
-    print(f"On the {int(best.n_correct + best.n_incorrect)} rationales {vinst.teachers[-1]} wrote itself "
-          f"({int(best.n_correct)} correct), the score that best separates right from wrong is {best.score} "
-          f"(scorer {best.scorer}, oriented AUC {best.auc_oriented:.2f}).")
+    print(f"On the {n_right + n_wrong} rationales {vinst.teachers[-1]} wrote itself ({n_right} correct), the score "
+          f"that best separates right from wrong is {best.score} (scorer {best.scorer}, oriented AUC "
+          f"{best.auc_oriented:.2f}).")
 else:
-    print(f"{vinst.teachers[-1]}'s own rationales are all {'wrong' if len(own) and not own.n_correct.iloc[0] else 'right'}"
-          " on these questions: no AUC can be measured on them.")
+    print(f"{vinst.teachers[-1]} wrote {n_right} right and {n_wrong} wrong rationales itself: too few of one kind "
+          f"(under {MIN_CLASS}) for an AUC on its own rationales.")
+sim = scorers[scorers.teacher == "simulated teachers"]
+for sc, g in sim.groupby("scorer", sort=False):
+    print(f"On the simulated teachers' {int(g.n_correct.iloc[0] + g.n_incorrect.iloc[0])} rationales "
+          f"({int(g.n_incorrect.iloc[0])} wrong), scored by {sc}: "
+          + ", ".join(f"{r.score} AUC {r.auc:.2f}" for r in g.itertuples()) + ".")
 print(f"Objective paths on this student: largest |fast - reference| {parity.max_abs_diff.max():.1e}.")
 summ = pd.DataFrame(summarize(store))
 print(f"Five benchmark adapters read {sum(len(v) for v in records.values())} records from local files in the "
@@ -598,7 +605,9 @@ if per_scorer.empty or per_scorer.isna().all().all():
           + (f" ({int(n_own.n_correct)} right, {int(n_own.n_incorrect)} wrong)" if n_own is not None else "")
           + ": the AUC is undefined for every score and scorer.")
 else:
-    print(f"{own_teacher}: {int(n_own.n_correct)} right, {int(n_own.n_incorrect)} wrong rationales")
+    print(f"{own_teacher}: {int(n_own.n_correct)} right, {int(n_own.n_incorrect)} wrong rationales"
+          + (f" (under {MIN_CLASS} of one kind: each AUC below rests on a handful of rationales, an anecdote)"
+             if min(int(n_own.n_correct), int(n_own.n_incorrect)) < MIN_CLASS else ""))
     for sc in per_scorer.columns:
         col = per_scorer[sc].dropna()
         print(f"  scored by {sc}: best {col.idxmax()} (oriented AUC {col.max():.2f})")
