@@ -107,6 +107,29 @@ def test_failed_notebook_is_not_published(tmp_path):
     assert not list((tmp_path / "published").glob("*"))
 
 
+def test_notebooks_execute_side_by_side_and_a_failure_reaches_the_pipeline(tmp_path):
+    """The pipeline's notebook executors (spawned processes): two notebooks run at once, each publishes its own
+    output, and a failing one raises its NotebookError (cell and message) in the pipeline's process."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from compact.publish.notebooks import NotebookError
+
+    good, bad = tmp_path / "98_good.py", tmp_path / "99_broken.py"
+    head = '# %% [markdown]\n# # Page\n\n# %% tags=["parameters"]\nx = 1\n\n# %%\n'
+    good.write_text(head + 'print("x is", x)\n')
+    bad.write_text(head + 'raise RuntimeError("boom")\n')
+    out = tmp_path / "published"
+    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futs = {name: pool.submit(P._notebook_worker, str(src), str(out / f"{src.stem}.ipynb"), {"x": 2}, 120)
+                for name, src in (("good", good), ("bad", bad))}
+        assert futs["good"].result() > 0
+        with pytest.raises(NotebookError, match="99_broken.py failed.*RuntimeError: boom"):
+            futs["bad"].result()
+    assert "x is 2" in (out / "98_good.ipynb").read_text()
+    assert not (out / "99_broken.ipynb").exists()
+
+
 @pytest.mark.parametrize("profile", ["default", "real"])
 def test_committed_results_are_fresh(profile):
     """The committed results of each published profile (results/, and results/real: the book's SmolLM2 chapter)
