@@ -108,25 +108,27 @@ def test_failed_notebook_is_not_published(tmp_path):
 
 
 def test_notebooks_execute_side_by_side_and_a_failure_reaches_the_pipeline(tmp_path):
-    """The pipeline's notebook executors (spawned processes): two notebooks run at once, each publishes its own
-    output, and a failing one raises its NotebookError (cell and message) in the pipeline's process."""
-    import concurrent.futures as cf
-    import multiprocessing
-
+    """The pipeline's notebook stage with 2 executors: each notebook publishes its own output and is reported as
+    done, and a failing one raises its NotebookError (cell and message) in the pipeline's process, publishing
+    nothing."""
     from compact.publish.notebooks import NotebookError
 
-    good, bad = tmp_path / "98_good.py", tmp_path / "99_broken.py"
     head = '# %% [markdown]\n# # Page\n\n# %% tags=["parameters"]\nx = 1\n\n# %%\n'
-    good.write_text(head + 'print("x is", x)\n')
-    bad.write_text(head + 'raise RuntimeError("boom")\n')
+    srcs = {}
+    bodies = {"97_a": 'print("a", x)', "98_b": 'print("b", x)', "99_broken": 'raise RuntimeError("boom")'}
+    for name, body in bodies.items():
+        srcs[name] = tmp_path / f"{name}.py"
+        srcs[name].write_text(head + body + "\n")
     out = tmp_path / "published"
-    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futs = {name: pool.submit(P._notebook_worker, str(src), str(out / f"{src.stem}.ipynb"), {"x": 2}, 120)
-                for name, src in (("good", good), ("bad", bad))}
-        assert futs["good"].result() > 0
-        with pytest.raises(NotebookError, match="99_broken.py failed.*RuntimeError: boom"):
-            futs["bad"].result()
-    assert "x is 2" in (out / "98_good.ipynb").read_text()
+    finished = {}
+    jobs = [(srcs[n], out / f"{n}.ipynb") for n in ("97_a", "98_b")]
+    P.execute_notebooks(jobs, workers=2, parameters={"x": 2}, timeout=120,
+                        done=lambda src, s: finished.setdefault(src.stem, s))
+    assert set(finished) == {"97_a", "98_b"} and all(s > 0 for s in finished.values())
+    assert "a 2" in (out / "97_a.ipynb").read_text() and "b 2" in (out / "98_b.ipynb").read_text()
+    with pytest.raises(NotebookError, match="99_broken.py failed.*RuntimeError: boom"):
+        P.execute_notebooks([(srcs["99_broken"], out / "99_broken.ipynb"), jobs[0]], workers=2,
+                            parameters={"x": 2}, timeout=120, done=lambda src, s: None)
     assert not (out / "99_broken.ipynb").exists()
 
 
@@ -322,13 +324,14 @@ def test_scorer_comparison_keeps_every_rationale_and_separates_the_simulated_tea
     gen = load_generate_config(P.load_pipeline("real").validation_generate)
     monkeypatch.setattr(report, "generate_store", lambda cfg: "store")
     rng = random.Random(0)
-    seen = []
+    seen, returned = [], []
 
     def fake_score(cfg):
         seen.append((cfg.student, cfg.input.split, cfg.input.policy))
-        return [{"teacher": t.name, "final_correct": rng.random() < 0.7, "alpha": rng.random(), "mi": rng.random(),
-                 "consensus": rng.random(), "difficulty": rng.random(), "fused": rng.random()}
-                for _ in range(6) for t in gen.teachers], None
+        returned.append([{"teacher": t.name, "final_correct": rng.random() < 0.7, "alpha": rng.random(),
+                          "mi": rng.random(), "consensus": rng.random(), "difficulty": rng.random(),
+                          "fused": rng.random()} for _ in range(6) for t in gen.teachers])
+        return returned[-1], None
 
     monkeypatch.setattr(report, "run_score", fake_score)
     runner = types.SimpleNamespace(base_model=lambda: "model-a",
@@ -342,9 +345,7 @@ def test_scorer_comparison_keeps_every_rationale_and_separates_the_simulated_tea
     groups = [r["teacher"] for r in rows if r["scorer"] == "real" and r["score"] == "alpha"]
     assert groups == ["all", "simulated teachers", *[t.name for t in gen.teachers]]
     # the simulated rows are the AUCs of the simulated teachers' rationales alone (the first scorer's two tasks)
-    rng.seed(0)
-    first = [r for _ in range(2) for r in fake_score(types.SimpleNamespace(
-        student="x", input=types.SimpleNamespace(split="s", policy="keep")))[0]]
+    first = returned[0] + returned[1]
     sim = {t.name for t in gen.teachers if t.backend == "simulated"}
     expect = {r["score"]: r["auc"] for r in score_auc_table([r for r in first if r["teacher"] in sim])}
     got = {r["score"]: r["auc"] for r in rows if r["scorer"] == "real" and r["teacher"] == "simulated teachers"}

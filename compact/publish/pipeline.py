@@ -106,17 +106,42 @@ def _eval_worker(ecfgs, force: bool = False) -> tuple[list[str], dict]:
     return dirs, metrics
 
 
-def _notebook_worker(src: str, out: str, parameters: dict, timeout: int) -> float:
-    """Execute one notebook (its kernel inherits this process's environment, unlike the training workers', whose
-    one-thread setting would change what a kernel computes); its wall time."""
+def _notebook_worker(src: Path, out: Path, parameters: dict, timeout: int) -> float:
+    """Execute one notebook; its wall time."""
     t0 = time.time()
-    execute(Path(src), Path(out), parameters=parameters, timeout=timeout)
+    execute(src, out, parameters=parameters, timeout=timeout)
     return round(time.time() - t0, 1)
 
 
-def _pool(workers: int):
+def _pool(workers: int, initializer: Callable[[], None] | None = _init_worker):
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_init_worker)
+                                  initializer=initializer)
+
+
+def execute_notebooks(jobs: list[tuple[Path, Path]], *, workers: int, parameters: dict, timeout: int,
+                      done: Callable[[Path, float], None]) -> None:
+    """Execute each (source, output) notebook, ``workers`` at a time, calling ``done(source, seconds)`` as each
+    finishes; the first failure cancels the notebooks not yet started and is raised (its NotebookError).
+
+    Side by side, each notebook runs in a spawned executor without the training workers' one-thread setting:
+    its kernel inherits the pipeline's environment and computes what a one-at-a-time execution would."""
+    if min(workers, len(jobs)) <= 1:
+        for src, out in jobs:
+            log.info("stage notebook %s", src.stem)
+            done(src, _notebook_worker(src, out, parameters, timeout))
+        return
+    with _pool(min(workers, len(jobs)), initializer=None) as pool:
+        futs = {pool.submit(_notebook_worker, src, out, parameters, timeout): src for src, out in jobs}
+        log.info("stage notebooks: %d on %d executors", len(jobs), min(workers, len(jobs)))
+        for fut in cf.as_completed(futs):
+            try:
+                seconds = fut.result()
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
+            log.info("notebook %s executed in %.0f s", futs[fut].stem, seconds)
+            done(futs[fut], seconds)
 
 
 def _map(workers: int, fn: Callable, jobs: dict[str, Any], what: str) -> dict[str, Any]:
@@ -290,40 +315,19 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
         params = notebook_parameters(cfg)
 
         def done(src: Path, seconds: float) -> None:
-            reg.keys.setdefault("notebooks", {})[src.stem] = plan.keys["notebooks"][src.stem]
+            keys = {**reg.keys.get("notebooks", {}), src.stem: plan.keys["notebooks"][src.stem]}
             # the executed notebook carries no timings (they would churn its diff): the registry keeps them
-            reg.notebook_seconds[src.stem] = seconds
+            times = {**reg.notebook_seconds, src.stem: seconds}
+            # in chapter order, whichever order the executors finished in (a stable pipeline.json)
+            reg.keys["notebooks"] = dict(sorted(keys.items()))
+            reg.notebook_seconds = dict(sorted(times.items()))
             reg.write(results)  # progress survives a later notebook's failure
 
-        def execute_all() -> None:
-            jobs = [(src, str(results / "notebooks" / f"{src.stem}.ipynb")) for src in todo]
-            n_exec = min(cfg.workers, len(jobs))
-            if n_exec == 1:
-                for src, out in jobs:
-                    log.info("stage notebook %s", src.stem)
-                    done(src, _notebook_worker(str(src), out, params, cfg.notebook_timeout))
-                return
-            # `workers` kernels side by side, the slowest notebooks (last execution) first; each kernel is its own
-            # process, so the outputs are those of one-at-a-time execution
-            jobs.sort(key=lambda j: -reg.notebook_seconds.get(j[0].stem, 0.0))
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=n_exec, mp_context=ctx) as pool:
-                futs = {}
-                for src, out in jobs:
-                    futs[pool.submit(_notebook_worker, str(src), out, params, cfg.notebook_timeout)] = src
-                log.info("stage notebooks: %d on %d executors", len(jobs), n_exec)
-                for fut in cf.as_completed(futs):
-                    src = futs[fut]
-                    try:
-                        seconds = fut.result()
-                    except BaseException:
-                        for f in futs:
-                            f.cancel()
-                        raise
-                    log.info("notebook %s executed in %.0f s", src.stem, seconds)
-                    done(src, seconds)
-
-        runner._timed("notebooks", execute_all)
+        # the slowest notebooks (last execution) first, so that the executors finish together
+        jobs = sorted(((src, results / "notebooks" / f"{src.stem}.ipynb") for src in todo),
+                      key=lambda j: -reg.notebook_seconds.get(j[0].stem, 0.0))
+        runner._timed("notebooks", lambda: execute_notebooks(jobs, workers=cfg.workers, parameters=params,
+                                                             timeout=cfg.notebook_timeout, done=done))
     planned = set(plan.keys["notebooks"])  # a notebook the profile no longer executes leaves its registry
     if reg.published and (set(reg.notebook_seconds) - planned or set(reg.keys.get("notebooks", {})) - planned):
         reg.notebook_seconds = {k: v for k, v in reg.notebook_seconds.items() if k in planned}
