@@ -7,6 +7,8 @@
 (a) a COMPACT step vs a uniform multi-teacher SFT step on the same batch (target: <= 1.15x);
 (b) B=8 questions per micro-step vs B=1 (the released design) on the world student (target: >= 3x
     questions per second);
+(d) one micro-step on the whole forward (LM head everywhere), the head split (LM head only where the objective
+    reads logits) and the head split with shared prompts (the default), on the default store's rationales;
 (c) the forward on length buckets (``objective.forward_buckets=4``) vs one padded batch, on the default
     store's rationales when it is built (their lengths differ ~5x within a question), for uniform weights
     (rows bucket freely) and COMPACT (whole questions: the reference MI reads padding). Uses the world's student when the world is built (else a same-shaped random Qwen2)
@@ -137,7 +139,41 @@ def main() -> int:
                              (rb, ObjectiveConfig(weighting=weighting, forward_buckets=4)), args.repeats)
         print(f"(c) {weighting} on the {src}: one padded forward {t_one * 1e3:.1f} ms, 4 length buckets "
               f"{t_b * 1e3:.1f} ms, speed-up {t_one / t_b:.2f}x")
+    step_paths(model, rb, src, args.repeats)
     return 0
+
+
+def step_paths(model, batches, src: str, repeats: int) -> None:
+    """(d) one training micro-step (objective + backward, 8 questions) on three implementations of the fast path,
+    interleaved in this process: the whole forward with the LM head on every computed position ("dense", the
+    path before the head split), the head applied only where the objective reads logits ("flat"), and flat with
+    each question's prompt computed once for its branches ("shared", the default)."""
+    import dataclasses
+
+    from compact.method import objective
+
+    split = objective.split_head
+
+    def once(cfg, mode) -> float:
+        objective.split_head = (lambda m: None) if mode == "dense" else split
+        c = dataclasses.replace(cfg, share_prompts=mode == "shared")
+        try:
+            return _once(model, batches, c)
+        finally:
+            objective.split_head = split
+
+    for name, cfg in (("COMPACT", ObjectiveConfig()),
+                      ("uniform", ObjectiveConfig(weighting="uniform", consistency="none")),
+                      ("COMPACT, 8 buckets", ObjectiveConfig(forward_buckets=8)),
+                      ("uniform, 8 buckets", ObjectiveConfig(weighting="uniform", consistency="none", forward_buckets=8))):
+        modes = ("dense", "flat", "shared")
+        for m in modes:
+            once(cfg, m)  # warm-up
+        best = {m: min(once(cfg, m) for _ in range(repeats)) for m in modes}
+        base = best["dense"] if "buckets" not in name else None
+        per = {m: best[m] / len(batches) for m in modes}
+        print(f"(d) {name} on the {src}, s per 8-question micro-step: " + ", ".join(
+            f"{m} {per[m]:.3f}" + (f" ({best['dense'] / best[m]:.2f}x)" if base else "") for m in modes))
 
 
 def synthetic(args) -> int:

@@ -171,8 +171,9 @@ def test_parity_check_catches_a_wrong_path(extra, bug, monkeypatch):
     elif bug == "lambda":
         wrong["lambda_consistency"] = cfg.lambda_consistency * 1.1
     else:
-        fused = objective._fused
+        fused, flat = objective._fused, objective._flat  # the dense kernel and the flat (head-split) one
         monkeypatch.setattr(objective, "_fused", lambda z, *a: fused(_ScaledGrad.apply(z), *a))
+        monkeypatch.setattr(objective, "_flat", lambda z, *a: flat(_ScaledGrad.apply(z), *a))
     with pytest.raises(AssertionError):
         compare_paths(tiny_qwen2(), synthetic_batch(3, 4, 20, 64, seed=2), ObjectiveConfig(path="reference", **extra),
                       ObjectiveConfig(path="fast", chunk_tokens=16, **wrong), monkeypatch)
@@ -246,6 +247,88 @@ def test_fused_backward_matches_gradcheck():
     (want_ce * gce).sum().add((want_pair * gpair).sum()).backward()
     assert torch.allclose(got, z.grad, atol=1e-12)
 
+
+
+def test_flat_backward_matches_gradcheck():
+    """The flat kernel (the LM head applied only at the positions the objective reads): values and analytic
+    backward against autograd of a direct re-implementation and torch's numerical gradcheck (float64)."""
+    from compact.method.objective import _FlatCESymKL
+
+    gen = torch.Generator().manual_seed(7)
+    z = torch.randn(9, 6, dtype=torch.float64, generator=gen, requires_grad=True)  # 9 (row, position) entries
+    targets = torch.randint(0, 6, (9,), generator=gen)
+    targets[[2, 5]] = -100
+    row = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    ei, ej, pid = torch.tensor([0, 1, 0, 5]), torch.tensor([3, 4, 5, 3]), torch.tensor([0, 0, 1, 2])
+    for chunk in (1, 2, 16):
+        assert torch.autograd.gradcheck(lambda z: _FlatCESymKL.apply(z, targets, row, ei, ej, pid, 3, 3, chunk), (z,))
+    ce, pair = _FlatCESymKL.apply(z, targets, row, ei, ej, pid, 3, 3, 2)
+    gce, gpair = torch.randn(3, generator=gen, dtype=torch.float64), torch.randn(3, generator=gen, dtype=torch.float64)
+    gpair[1] = 0.0  # a pair below the threshold: its entries are skipped in backward
+    (ce * gce).sum().add((pair * gpair).sum()).backward()
+    got = z.grad.clone()
+    z.grad = None
+    lp = torch.log_softmax(z, -1)
+    nll = -(lp.gather(-1, targets.clamp(min=0)[:, None]).squeeze(-1) * (targets != -100))
+    want_ce = torch.zeros(3, dtype=torch.float64).index_add(0, row, nll)
+    sym = ((lp[ei].exp() - lp[ej].exp()) * (lp[ei] - lp[ej])).sum(-1)
+    want_pair = torch.zeros(3, dtype=torch.float64).index_add(0, pid, sym)
+    assert torch.allclose(ce, want_ce, atol=1e-12) and torch.allclose(pair, want_pair, atol=1e-12)
+    (want_ce * gce).sum().add((want_pair * gpair).sum()).backward()
+    assert torch.allclose(got, z.grad, atol=1e-12)
+
+
+@pytest.mark.parametrize("weighting,consistency", [("compact", "sequence"), ("uniform", "none"),
+                                                   ("compact", "answer_span"), ("uniform", "sequence")])
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_shared_prompts_and_flat_head_equal_the_whole_forward(weighting, consistency, buckets):
+    """The fast path's prompt-shared, head-split forward gives the numbers of the whole padded forward (the
+    dense path, forced by hiding the head split): losses, every score, alpha and every gradient entry. The
+    rows share their prompt (a question's branches), rows differ in length (padding, buckets), and the
+    reference MI reads each question's padding states (computed without gradient past a bucket's width)."""
+    import compact.method.objective as objective
+
+    torch.manual_seed(0)
+    model = tiny_qwen2()
+    batch = synthetic_batch(3, 4, 24, 64, seed=3)
+    for b in range(3):  # a shared prompt per question, then branches of different lengths
+        rows = (batch.group == b).nonzero().squeeze(1)
+        batch.input_ids[rows, :6] = batch.input_ids[rows[0], :6]
+        batch.assistant_start[rows] = 6
+    for r, n in enumerate([24, 10, 15, 7, 20, 24, 9, 12, 8, 11, 16, 19]):
+        batch.attention_mask[r, n:] = 0
+        batch.input_ids[r, n:] = 0
+    cfg = ObjectiveConfig(weighting=weighting, consistency=consistency, forward_buckets=buckets)
+    assert objective.shared_prompt_hidden(model.get_decoder(), batch.input_ids, batch.attention_mask,
+                                          batch.assistant_start, batch.group, buckets) is not None
+    fast, gfast = run(model, batch, cfg)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(objective, "split_head", lambda model: None)
+        dense, gdense = run(model, batch, cfg)
+    for key in ("per_branch_loss", "alpha", "consensus", "difficulty"):
+        assert torch.allclose(getattr(fast, key), getattr(dense, key), rtol=1e-5, atol=1e-6), key
+    if dense.mi is not None:
+        assert torch.allclose(fast.mi, dense.mi, rtol=1e-5, atol=1e-5)
+    assert (fast.mi is None) == (dense.mi is None)
+    assert abs(fast.loss.item() - dense.loss.item()) < 1e-5
+    assert abs(fast.loss_consistency.item() - dense.loss_consistency.item()) < 1e-5
+    assert fast.n_pairs == dense.n_pairs
+    assert gfast.keys() == gdense.keys()
+    for name in gdense:
+        assert torch.allclose(gfast[name], gdense[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_rows_without_a_shared_prompt_run_the_whole_forward():
+    """Rows of one question whose prompts differ cannot share it: the fast path falls back (same numbers)."""
+    import compact.method.objective as objective
+
+    model = tiny_qwen2()
+    batch = synthetic_batch(2, 3, 16, 64, seed=4)
+    batch.input_ids[1, 0] = batch.input_ids[0, 0] % 63 + 1  # question 0's second branch: another prompt
+    assert objective.shared_prompt_hidden(model.get_decoder(), batch.input_ids, batch.attention_mask,
+                                          batch.assistant_start, batch.group, 4) is None
+    out = compact_objective(model, batch, ObjectiveConfig())
+    assert torch.isfinite(out.loss)
 
 def test_model_without_attention_projections():
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -254,7 +254,8 @@ def test_flash_attention_pad_semantics_move_reference_mi_only():
     out = {}
     for backend in ("sdpa", "flash"):
         for variant in ("reference", "masked_mean"):
-            cfg = ObjectiveConfig(mi_variant=variant, forward_buckets=1)  # the mask patch sees one batch
+            # the mask patch sees one batch: one padded forward, no prompt sharing
+            cfg = ObjectiveConfig(mi_variant=variant, forward_buckets=1, share_prompts=False)
             with torch.no_grad():
                 if backend == "flash":
                     with zero_pad_attention(model, batch.attention_mask):

@@ -109,7 +109,9 @@ def zero_pad_attention(model, attention_mask: Tensor):
     its output back into zeros, while sdpa and eager let a pad query attend to the real tokens before it.
     The hidden states of real tokens are the same either way (right padding: no real token attends to a
     pad), so only scores that read pad positions change, i.e. reference-mode MI, which sums over the
-    padded row. Runs on any device; used to show the difference without a GPU.
+    padded row. Runs on any device; used to show the difference without a GPU. The hooks mask by
+    ``attention_mask``'s shape, so the objective must run one padded forward inside the block
+    (``forward_buckets=1, share_prompts=False``).
     """
     keep = attention_mask.bool()[..., None]  # (N, L, 1)
 

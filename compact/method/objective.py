@@ -37,8 +37,9 @@ Two implementations, same numbers (``path``):
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,10 @@ from .consensus import (
 )
 from .difficulty import IGNORE_INDEX, branch_loss, last_nonpad, shifted_labels
 from .fusion import check_static_weights, fuse
-from .shards import full
+from .shards import full, is_sharded
+
+#: weightings whose alpha is computed from the three scores (shuffled permutes COMPACT's alpha afterwards)
+SCORED = ("compact", "shuffled")
 
 
 @dataclass
@@ -66,7 +70,7 @@ class ObjectiveConfig:
     temperature: float = 1.0  # alpha = softmax(S / temperature)
     lambda_consistency: float = 0.1  # weight of the pairwise consistency term
     pair_threshold: float = 1e-4  # pairs with alpha_i * alpha_j below this are skipped
-    weighting: Literal["compact", "uniform", "static", "random"] = "compact"
+    weighting: Literal["compact", "uniform", "static", "random", "shuffled"] = "compact"
     static_weights: list[float] | None = None  # per teacher, for weighting="static"
     use_mi: bool = True  # ablations: drop a score's term from S
     use_consensus: bool = True
@@ -76,6 +80,10 @@ class ObjectiveConfig:
     consistency: Literal["sequence", "answer_span", "none"] = "sequence"
     chunk_tokens: int = 256  # fast path: rows (branches or pairs) x positions per chunk of V-sized work
     forward_buckets: int = 4  # the forward runs on this many groups of similar-length rows (1 = one padded batch)
+    share_prompts: bool = True  # fast path: each question's prompt runs once for its K branches (same numbers)
+
+    # added later: at these values (same numbers) earlier configs hash as before
+    HASH_DEFAULTS: ClassVar[dict[str, Any]] = {"share_prompts": True}
 
     def validate(self) -> None:
         if len(self.beta) != 3:
@@ -92,7 +100,8 @@ class ObjectiveConfig:
             raise ValueError(f"forward_buckets must be >= 1, got {self.forward_buckets}")
         if self.weighting == "static" or self.static_weights is not None:
             check_static_weights(self.static_weights)
-        for name, allowed in (("path", ("reference", "fast")), ("weighting", ("compact", "uniform", "static", "random")),
+        for name, allowed in (("path", ("reference", "fast")),
+                              ("weighting", ("compact", "uniform", "static", "random", "shuffled")),
                               ("mi_variant", ("reference", "masked_mean")),
                               ("gqa_widening", ("element", "head_block")),
                               ("consistency", ("sequence", "answer_span", "none"))):
@@ -405,6 +414,347 @@ def _fast(logits, hidden, lm_head_weight, proj, batch: Batch, cfg: ObjectiveConf
                    int((above & ~has_span).sum()))
 
 
+
+# ----------------------------------------------------------------------------------- flat (head-split) path
+#: the flat path materialises log-probabilities of the positions it needs, (M, V): above this many entries the
+#: chunked dense kernel runs instead (a paper-scale student on long rationales)
+FLAT_MAX_ELEMENTS = 1 << 26
+
+
+class _FlatCESymKL(torch.autograd.Function):
+    """CE sums per row and symmetric-KL sums per pair from the logits of the needed positions only.
+
+    ``z`` (M, V): one row per (branch, position) the objective reads; ``targets`` (M,) the token each predicts
+    (``IGNORE_INDEX``: none); ``row`` (M,) its branch; pair entries ``ei``/``ej`` (E,) index two rows of ``z`` at
+    the same position of a pair of branches, ``pid`` (E,) the pair. Same sums and the same analytic backward as
+    :class:`_FusedCESymKL`, on M rows instead of every (branch, position) of the padded batch.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, targets: Tensor, row: Tensor, ei: Tensor, ej: Tensor, pid: Tensor,
+                n_rows: int, n_pairs: int, chunk: int):
+        acc = _compute_dtype(z)
+        lz = torch.log_softmax(z.to(acc), dim=-1)  # (M, V)
+        keep = targets != IGNORE_INDEX
+        picked = lz.gather(-1, targets.clamp(min=0)[:, None]).squeeze(-1)  # (M,)
+        ce = torch.zeros(n_rows, dtype=torch.float64, device=z.device).index_add_(
+            0, row, (picked * keep).to(torch.float64)).neg_()
+        pair = torch.zeros(n_pairs, dtype=torch.float64, device=z.device)
+        step = max(1, chunk)
+        for s in range(0, len(ei), step):
+            a, b = ei[s:s + step], ej[s:s + step]
+            li, lj = lz.index_select(0, a), lz.index_select(0, b)
+            d = li - lj
+            dp = li.exp_().sub_(lj.exp_())  # p_I - p_J
+            pair.index_add_(0, pid[s:s + step], torch.linalg.vecdot(dp, d).to(torch.float64))
+            del li, lj, d, dp
+        ctx.save_for_backward(z, targets, row, ei, ej, pid)
+        ctx.chunk = step
+        return ce.to(acc), pair.to(acc)
+
+    @staticmethod
+    def backward(ctx, g_ce: Tensor, g_pair: Tensor):
+        z, targets, row, ei, ej, pid = ctx.saved_tensors
+        acc = _compute_dtype(z)
+        lz = torch.log_softmax(z.to(acc), dim=-1)  # (M, V) recomputed
+        pz = lz.exp()
+        g_ce, g_pair = g_ce.to(acc), g_pair.to(acc)
+        wce = g_ce[row] * (targets != IGNORE_INDEX)  # (M,)
+        grad = pz * wce[:, None]
+        flat = grad.view(-1)
+        idx = torch.arange(len(targets), device=z.device) * grad.shape[-1] + targets.clamp(min=0)
+        flat.index_put_((idx,), -wce, accumulate=True)
+        live = g_pair[pid] != 0  # pairs below the threshold carry no gradient: skip their entries
+        ei, ej, pid = ei[live], ej[live], pid[live]
+        step = ctx.chunk
+        for s in range(0, len(ei), step):
+            a, b = ei[s:s + step], ej[s:s + step]
+            w = g_pair[pid[s:s + step]][:, None]  # (e, 1)
+            p_i, p_j = pz.index_select(0, a), pz.index_select(0, b)
+            d = lz.index_select(0, a).sub_(lz.index_select(0, b))  # l_I - l_J
+            kl_ij = torch.linalg.vecdot(p_i, d)[:, None]
+            kl_ji = -torch.linalg.vecdot(p_j, d)[:, None]
+            dp = p_i - p_j
+            grad.index_add_(0, a, torch.addcmul(dp, p_i, d - kl_ij).mul_(w))
+            del p_i
+            grad.index_add_(0, b, torch.addcmul(dp.neg_(), p_j, d.neg_().sub_(kl_ji)).mul_(w))
+            del d, dp, p_j
+        return grad.to(z.dtype), None, None, None, None, None, None, None, None
+
+
+def _flat(z: Tensor, targets: Tensor, row: Tensor, ei: Tensor, ej: Tensor, pid: Tensor, n_rows: int, n_pairs: int,
+          chunk: int) -> tuple[Tensor, Tensor]:
+    return _FlatCESymKL.apply(z, targets, row, ei, ej, pid, n_rows, n_pairs, chunk)
+
+
+def split_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """(decoder, LM head) when the fast path may run the decoder and apply the head only where the objective reads
+    logits: an unwrapped (or peft-wrapped) Hugging Face causal LM whose logits are ``lm_head(last hidden state)``
+    (no logit scaling or soft-capping), neither DDP-wrapped nor sharded, its forward not wrapped for mixed
+    precision by accelerate (whose autocast a direct decoder call would bypass). Else None: the whole forward runs.
+    """
+    if isinstance(getattr(model, "module", None), nn.Module) or hasattr(model, "_original_forward"):
+        return None
+    get_decoder = getattr(model, "get_decoder", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    cfg = getattr(model, "config", None)
+    if get_decoder is None or get_head is None or cfg is None:
+        return None
+    if type(getattr(model, "base_model", model)).__name__.startswith("Lora"):  # peft: the causal LM it wraps
+        name = type(model.base_model.model).__name__
+    else:
+        name = type(model).__name__
+    if not name.endswith("ForCausalLM") or name.startswith(("Gemma", "Cohere", "Granite", "Olmo")):
+        return None  # models whose logits are scaled or soft-capped after the head
+    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+        return None
+    try:
+        decoder, head = get_decoder(), get_head()
+    except (AttributeError, NotImplementedError):
+        return None
+    if not isinstance(decoder, nn.Module) or not isinstance(head, nn.Linear):
+        return None
+    if any(is_sharded(p) for p in model.parameters()):
+        return None
+    return decoder, head
+
+
+def bucketed_hidden(decoder: nn.Module, input_ids: Tensor, attention_mask: Tensor, buckets: int = 4,
+                    group: Tensor | None = None) -> tuple[Tensor, bool]:
+    """(last hidden state, bucketed): :func:`bucketed_forward` without the LM head (zeros where no bucket ran)."""
+    n, width = input_ids.shape
+    if buckets <= 1 or n < 2:
+        return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, False
+    hidden = None
+    for chunk_rows, w in length_buckets(attention_mask, buckets, group):
+        rows = torch.tensor(chunk_rows, device=input_ids.device)
+        h = decoder(input_ids=input_ids[rows, :w], attention_mask=attention_mask[rows, :w]).last_hidden_state
+        if hidden is None:
+            hidden = h.new_zeros(n, width, h.shape[-1])
+        hidden[rows, :w] = h
+    return hidden, True
+
+
+def _shared_prompts(input_ids: Tensor, attention_mask: Tensor, assistant_start: Tensor, group: Tensor
+                    ) -> tuple[Tensor, list[list[int]]] | None:
+    """(prompt length per question (B,), the rows of each question) when every question's rows share their prompt
+    (the same tokens before the first assistant token) and each row has a token after it; else None."""
+    starts = assistant_start.tolist()
+    lengths = attention_mask.sum(dim=1).tolist()
+    rows_of: dict[int, list[int]] = {}
+    for i, g in enumerate(group.tolist()):
+        rows_of.setdefault(int(g), []).append(i)
+    if sorted(rows_of) != list(range(len(rows_of))):
+        return None
+    plen = []
+    for g in range(len(rows_of)):
+        rows = rows_of[g]
+        p = min(starts[i] for i in rows)
+        if p < 1 or any(lengths[i] <= p for i in rows) or any(
+                not bool(attention_mask[i, :p].all()) for i in rows):
+            return None
+        first = input_ids[rows[0], :p]
+        if any(not torch.equal(input_ids[i, :p], first) for i in rows[1:]):
+            return None
+        plen.append(p)
+    return torch.tensor(plen, dtype=torch.long), [rows_of[g] for g in range(len(rows_of))]
+
+
+def _continuation(input_ids: Tensor, attention_mask: Tensor, ridx: Tensor, start: Tensor, w: int
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows ``ridx`` from their ``start`` on, ``w`` wide: (token ids, mask, absolute positions), (R, w) each; past
+    the batch's width, masked zeros."""
+    width = input_ids.shape[1]
+    pos = start[:, None] + torch.arange(w, device=input_ids.device)[None, :]
+    inside = pos < width
+    safe = pos.clamp(max=width - 1)
+    ids = torch.where(inside, input_ids[ridx].gather(1, safe), torch.zeros_like(safe))
+    return ids, attention_mask[ridx].gather(1, safe) * inside, pos
+
+
+def _pad_token(input_ids: Tensor, attention_mask: Tensor) -> int:
+    """The token the batch pads with (the reference MI reads the states of padding positions): the id at the
+    first masked position."""
+    where = (attention_mask == 0).nonzero()
+    if len(where) == 0:
+        raise CompactError("no padding in the batch, yet a row needs padding states")
+    r, t = where[0].tolist()
+    return int(input_ids[r, t])
+
+
+def shared_prompt_hidden(decoder: nn.Module, input_ids: Tensor, attention_mask: Tensor, assistant_start: Tensor,
+                         group: Tensor, buckets: int = 4, by_question: bool = False) -> tuple[Tensor, bool] | None:
+    """(last hidden state (N, L, H), bucketed) with each question's prompt computed once for its K branches.
+
+    The prompts run as one batch (B rows) that keeps its keys and values; each branch then runs from its first
+    assistant token on, attending to its question's cached prompt, at its own positions (``position_ids``), in
+    up to ``buckets`` groups of similar length (rows, or whole questions padded to their longest branch when
+    ``by_question``, as :func:`bucketed_forward`). Causally every position sees what it sees in the one-row
+    forward, so the hidden states are the same up to floating-point reassociation, and the prompt's forward and
+    backward run once per question instead of K times. Positions after a row's last token hold its padding
+    states up to its question's width when ``by_question`` (the reference MI reads them), else whatever its
+    bucket computed (nothing reads them). None when the rows do not share their prompts (the caller falls back).
+    """
+    from transformers import DynamicCache
+
+    found = _shared_prompts(input_ids, attention_mask, assistant_start, group)
+    if found is None:
+        return None
+    plen, rows_of = found
+    n, width = input_ids.shape
+    dev = input_ids.device
+    b = len(rows_of)
+    pmax = int(plen.max())
+    prompt_ids = torch.stack([input_ids[rows[0], :pmax] for rows in rows_of])  # (B, Pmax)
+    prompt_mask = (torch.arange(pmax, device=dev)[None, :] < plen.to(dev)[:, None]).to(attention_mask.dtype)
+    out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True)
+    h_prompt = out.last_hidden_state
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)  # the name since transformers 5.25
+    cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+        return None  # sliding-window or other cache layouts: not shared
+    kv = [(layer.keys, layer.values) for layer in layers]
+    grp = group.to(dev).long()
+    p_row = plen.to(dev)[grp]  # (N,) prompt length of each row
+    lengths = attention_mask.sum(dim=1).to(dev)
+    cont_len = (lengths - p_row).tolist()
+    # by_question: each row's padding states up to its question's longest branch (the reference MI reads them)
+    qwidth = torch.zeros(b, dtype=lengths.dtype, device=dev).scatter_reduce(0, grp, lengths, reduce="amax")
+    # one bucket asks for one padded forward: every row's padding states up to the batch's width, as it computes
+    ends = torch.full_like(lengths, width) if buckets <= 1 else qwidth[grp] if by_question else lengths
+    need_len = (ends - p_row).tolist()
+    order = sorted(range(n), key=lambda i: (cont_len[i], i))
+    size = -(-n // max(1, min(buckets, n)))
+    hidden = h_prompt.new_zeros(n, width, h_prompt.shape[-1])
+    for r in range(n):  # the shared prompt states, in every row of the question
+        p = int(p_row[r])
+        hidden[r, :p] = h_prompt[int(grp[r]), :p]
+    for s in range(0, n, size):
+        rows = order[s:s + size]
+        w = max(cont_len[i] for i in rows)
+        ridx = torch.tensor(rows, device=dev)
+        start = p_row[ridx]
+        ids_c, mask_c, pos = _continuation(input_ids, attention_mask, ridx, start, w)
+        sub = DynamicCache(ddp_cache_data=[(k.index_select(0, grp[ridx]), v.index_select(0, grp[ridx]))
+                                           for k, v in kv])
+        mask = torch.cat([prompt_mask[grp[ridx]], mask_c], dim=1)
+        h = decoder(input_ids=ids_c, attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{cache_arg: sub}).last_hidden_state
+        for j, r in enumerate(rows):
+            p = int(p_row[r])
+            wr = min(w, width - p)
+            hidden[r, p:p + wr] = h[j, :wr]
+        extra = max(need_len[i] for i in rows) - w
+        if extra > 0:  # padding states past this bucket's width: no gradient reaches them (nothing trains on them)
+            with torch.no_grad():
+                pad_id = _pad_token(input_ids, attention_mask)
+                grown = DynamicCache(ddp_cache_data=[(layer.keys.detach(), layer.values.detach())
+                                                     for layer in sub.layers])
+                ids_p = torch.full((len(rows), extra), pad_id, dtype=input_ids.dtype, device=dev)
+                pos_p = (start + w)[:, None] + torch.arange(extra, device=dev)[None, :]
+                mask_p = torch.cat([mask, torch.zeros_like(ids_p, dtype=mask.dtype)], dim=1)
+                h_p = decoder(input_ids=ids_p, attention_mask=mask_p, position_ids=pos_p, use_cache=True,
+                              **{cache_arg: grown}).last_hidden_state
+            for j, r in enumerate(rows):
+                p = int(p_row[r])
+                lo, hi = p + w, min(p + need_len[r], width)
+                if hi > lo:
+                    hidden[r, lo:hi] = h_p[j, :hi - lo]
+    return hidden, buckets > 1
+
+
+def _first_difference(ids_i: Tensor, ids_j: Tensor) -> Tensor:
+    """(P,) the first position where two rows' tokens differ (the row width when they never do)."""
+    neq = ids_i != ids_j
+    width = ids_i.shape[1]
+    return torch.where(neq.any(dim=1), neq.to(torch.int8).argmax(dim=1), torch.full_like(neq[:, 0], width,
+                                                                                        dtype=torch.long))
+
+
+def _fast_flat(hidden: Tensor, head: nn.Linear, proj, batch: Batch, cfg: ObjectiveConfig,
+               spans: Tensor | None) -> ObjectiveOutput | None:
+    """The fast path with the LM head applied only at the positions the objective reads; None when those
+    positions' log-probabilities would not fit :data:`FLAT_MAX_ELEMENTS` (the dense path runs instead).
+
+    Positions: each branch's label-predicting positions (the cross-entropy), and for each pair of branches the
+    positions from the first token where their rows differ up to the end of the shorter one: before it both rows
+    hold the same tokens, so (causally) the same logits and a KL of exactly 0; the sequence term's denominator
+    still counts every position both rows have (``mask_i * mask_j``). Same sums as :func:`_fast`.
+    """
+    n, length, _ = hidden.shape
+    dev = hidden.device
+    group = batch.group.to(dev).long()
+    b = batch.n_questions
+    ids, am = batch.input_ids.to(dev), batch.attention_mask.to(dev)
+    targets = shifted_labels(ids, am, batch.assistant_start)  # (N, L)
+    count = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+    need = targets != IGNORE_INDEX  # (N, L)
+    pos = torch.arange(length, device=dev)
+    pi, pj = _pairs(group) if cfg.consistency != "none" else (group.new_zeros(0), group.new_zeros(0))
+    if cfg.consistency == "sequence":
+        if not bool((am[:, 1:] <= am[:, :-1]).all()):
+            return None  # not right-padded: the dense path handles any mask
+        both = (am[pi] * am[pj]).float()  # (P, L)
+        denom = both.sum(dim=1).clamp(min=1.0)
+        end = both.sum(dim=1).long()  # right padding: the positions both rows have are [0, end)
+        start = torch.minimum(_first_difference(ids[pi], ids[pj]), end)
+        live = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])  # (P, L)
+        p_idx, t_idx = live.nonzero(as_tuple=True)
+        ent_i, ent_j = pi[p_idx], pj[p_idx]
+        need.index_put_((ent_i, t_idx), torch.ones_like(t_idx, dtype=torch.bool))
+        need.index_put_((ent_j, t_idx), torch.ones_like(t_idx, dtype=torch.bool))
+        has_span = torch.ones(len(pi), dtype=torch.bool, device=dev)
+        scale = 1.0
+    elif cfg.consistency == "answer_span":
+        sp, valid = _span_positions(spans.to(dev))  # (N, A) positions predicting the answer tokens
+        both = (valid[pi] & valid[pj])  # (P, A): aligned by answer-token index
+        denom = both.float().sum(dim=1).clamp(min=1.0)
+        has_span = both.any(dim=1)
+        p_idx, a_idx = both.nonzero(as_tuple=True)
+        ent_i, ent_j = pi[p_idx], pj[p_idx]
+        ti, tj = sp[ent_i, a_idx], sp[ent_j, a_idx]
+        need.index_put_((ent_i, ti), torch.ones_like(ti, dtype=torch.bool))
+        need.index_put_((ent_j, tj), torch.ones_like(tj, dtype=torch.bool))
+        t_idx = None
+        scale = 0.5
+    else:
+        p_idx = ent_i = ent_j = group.new_zeros(0)
+        denom = torch.zeros(0, device=dev)
+        has_span = torch.zeros(0, dtype=torch.bool, device=dev)
+        t_idx = None
+        scale = 1.0
+    rows_f, pos_f = need.nonzero(as_tuple=True)  # (M,) row-major
+    m = len(rows_f)
+    if m * head.weight.shape[0] > FLAT_MAX_ELEMENTS:
+        return None
+    flat_of = torch.full((n, length), -1, dtype=torch.long, device=dev)
+    flat_of[rows_f, pos_f] = torch.arange(m, device=dev)
+    if cfg.consistency == "sequence":
+        ei, ej = flat_of[ent_i, t_idx], flat_of[ent_j, t_idx]
+    elif cfg.consistency == "answer_span":
+        ei, ej = flat_of[ent_i, ti], flat_of[ent_j, tj]
+    else:
+        ei = ej = group.new_zeros(0)
+    mi, cons = _scores(hidden, head.weight, proj, batch, group, batch.gold_ids, batch.gold_mask, slice(None), cfg)
+    z = head(hidden[rows_f, pos_f])  # (M, V): the LM head on the needed positions only
+    rows_per_chunk = max(1, cfg.chunk_tokens // 4)
+    ce_sum, pair_sum = _flat(z, targets[rows_f, pos_f], rows_f, ei, ej, p_idx, n, len(pi), rows_per_chunk)
+    pair_sum = scale * pair_sum
+    losses = ce_sum / count  # (N,) L_k with grad
+    s, alpha = _fuse(mi, cons, losses.detach(), group, batch.teacher, cfg)
+    w = alpha[pi] * alpha[pj]  # (P,) detached pair weights
+    above = w >= cfg.pair_threshold
+    used = above & has_span
+    d = pair_sum / denom if len(pi) else pair_sum
+    pair_term = torch.where(used, w * d, torch.zeros_like(d))
+    cons_q = torch.zeros(b, device=dev).index_add(0, group[pi], pair_term)  # (B,)
+    sft_q = torch.zeros(b, device=dev).index_add(0, group, alpha * losses)  # (B,)
+    total_q = sft_q + cfg.lambda_consistency * cons_q
+    return _output(total_q, sft_q, cons_q, losses, alpha, mi, cons, s, int(used.sum()), int((~above).sum()),
+                   int((above & ~has_span).sum()))
+
+
 def objective_from_outputs(logits: Tensor, hidden: Tensor, lm_head_weight: Tensor, last_layer_attn,
                            batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:
     """The pure tensor core: scores, fusion and objective from one forward pass's outputs.
@@ -416,18 +766,22 @@ def objective_from_outputs(logits: Tensor, hidden: Tensor, lm_head_weight: Tenso
     cfg.validate()
     batch.validate()
     proj = _resolve_projections(last_layer_attn)
-    if proj is None and cfg.use_consensus and cfg.weighting == "compact":
+    if proj is None and cfg.use_consensus and cfg.weighting in SCORED:
         raise CompactError("consensus needs the last decoder layer's attention projections; pass them "
                            "(consensus.find_attention_projections) or set use_consensus=false")
-    spans = None
-    if cfg.consistency == "answer_span":
-        spans = batch.answer_span
-        if spans is None:
-            spans = locate_answer_spans(batch.input_ids, batch.attention_mask, batch.gold_ids, batch.gold_mask,
-                                        batch.group, batch.assistant_start)
-        spans = spans.bool()
     impl = _reference if cfg.path == "reference" else _fast
-    return impl(logits, hidden, lm_head_weight, proj, batch, cfg, spans)
+    return impl(logits, hidden, lm_head_weight, proj, batch, cfg, _spans(batch, cfg))
+
+
+def _spans(batch: Batch, cfg: ObjectiveConfig) -> Tensor | None:
+    """The answer spans answer-span consistency aligns (given, or located), else None."""
+    if cfg.consistency != "answer_span":
+        return None
+    spans = batch.answer_span
+    if spans is None:
+        spans = locate_answer_spans(batch.input_ids, batch.attention_mask, batch.gold_ids, batch.gold_mask,
+                                    batch.group, batch.assistant_start)
+    return spans.bool()
 
 
 def projections_for(model: nn.Module, cfg: ObjectiveConfig) -> AttentionProjections | None:
@@ -437,7 +791,7 @@ def projections_for(model: nn.Module, cfg: ObjectiveConfig) -> AttentionProjecti
     try:
         return find_attention_projections(model)
     except CompactError:
-        if cfg.use_consensus and cfg.weighting == "compact":
+        if cfg.use_consensus and cfg.weighting in SCORED:
             raise
         return None
 
@@ -461,9 +815,33 @@ def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> O
     proj = projections_for(model, cfg)
     # rows bucket freely unless the weights read padding (then whole questions: see bucketed_forward)
     by_question = reads_padding(cfg)
-    logits, hidden, bucketed = bucketed_forward(model, batch.input_ids, batch.attention_mask, cfg.forward_buckets,
-                                                group=batch.group if by_question else None)
-    out = objective_from_outputs(logits, hidden, lm_head_weight(model), proj, batch, cfg)
+    grouping = batch.group if by_question else None
+    out = None
+    parts = split_head(model) if cfg.path == "fast" else None
+    if parts is not None:  # the LM head only where the objective reads logits (_fast_flat)
+        decoder, head = parts
+        shared = (shared_prompt_hidden(decoder, batch.input_ids, batch.attention_mask, batch.assistant_start,
+                                       batch.group, cfg.forward_buckets, by_question=by_question)
+                  if cfg.share_prompts else None)
+        if shared is not None:
+            hidden, bucketed = shared
+        else:
+            hidden, bucketed = bucketed_hidden(decoder, batch.input_ids, batch.attention_mask, cfg.forward_buckets,
+                                               group=grouping)
+        cfg.validate()
+        batch.validate()
+        if proj is None and cfg.use_consensus and cfg.weighting in SCORED:
+            raise CompactError("consensus needs the last decoder layer's attention projections; pass them "
+                               "(consensus.find_attention_projections) or set use_consensus=false")
+        spans = _spans(batch, cfg)
+        out = _fast_flat(hidden, head, proj, batch, cfg, spans)
+        if out is None:  # too many positions for the flat kernel: the dense one on the same hidden states
+            logits = head(hidden)
+            out = _fast(logits, hidden, head.weight, proj, batch, cfg, spans)
+    if out is None:
+        logits, hidden, bucketed = bucketed_forward(model, batch.input_ids, batch.attention_mask,
+                                                    cfg.forward_buckets, group=grouping)
+        out = objective_from_outputs(logits, hidden, lm_head_weight(model), proj, batch, cfg)
     if bucketed and not by_question and cfg.mi_variant == "reference":
         # the reference MI proxy sums over padding that row buckets did not compute; these weights do not read
         # it, so it is not reported rather than reported wrong (nor is S when it contains it)
@@ -525,6 +903,6 @@ def length_buckets(attention_mask: Tensor, buckets: int, group: Tensor | None = 
 
 def reads_padding(cfg: ObjectiveConfig) -> bool:
     """Whether ``cfg``'s teacher weights read padding positions (the reference MI proxy sums over them)."""
-    return cfg.weighting == "compact" and cfg.use_mi and cfg.mi_variant == "reference"
+    return cfg.weighting in SCORED and cfg.use_mi and cfg.mi_variant == "reference"
 
 
