@@ -125,7 +125,9 @@ def load_student(cfg: TrainConfig, path: str | Path):
 
 
 def check_model(model, objective) -> None:
-    """A clear error when the objective needs the last layer's q/k projections and the model has none."""
+    """A clear error when the objective needs the last layer's q/k projections and the model has none.
+
+    A "shuffled" objective permutes COMPACT's alpha, so it needs them wherever COMPACT does."""
     try:
         projections_for(model, objective)
     except CompactError as exc:

@@ -12,7 +12,10 @@ Ablations drop a term from :math:`S` (``use_mi`` etc.). ``weighting="uniform"`` 
 :math:`\alpha_k = 1/K`; ``weighting="static"`` gives :math:`\alpha_k \propto` a fixed per-teacher weight
 (normalised over the teachers present in the question); ``weighting="random"`` draws
 :math:`\alpha \sim \operatorname{Dirichlet}(1, \dots, 1)` per question from torch's generator (a control:
-normalised Exponential(1) draws). Everything here is detached.
+normalised Exponential(1) draws); ``weighting="shuffled"`` computes COMPACT's :math:`\alpha` exactly as
+``"compact"`` does and permutes it among each question's branches, a uniformly random permutation per question
+and call drawn from torch's generator (a control: COMPACT's concentration and consistency weights, teachers
+chosen at random; the returned :math:`S` is COMPACT's, unpermuted). Everything here is detached.
 Softmaxes and statistics are per question (``group``), so the result does not depend on which other
 questions share the batch.
 """
@@ -24,7 +27,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-Weighting = Literal["compact", "uniform", "static", "random"]
+Weighting = Literal["compact", "uniform", "static", "random", "shuffled"]
 EPS = 1e-4
 
 
@@ -55,6 +58,19 @@ def group_softmax(s: Tensor, group: Tensor) -> Tensor:
     e = torch.exp(s - peak[idx])
     total = torch.zeros(n_groups, dtype=s.dtype, device=s.device).index_add_(0, idx, e)
     return (e / total[idx]).float()
+
+
+def permute_per_group(v: Tensor, group: Tensor) -> Tensor:
+    """``v`` with its entries permuted among the rows of each question: a uniformly random permutation per question
+    (the order of i.i.d. uniform keys, drawn from torch's generator on ``group``'s device)."""
+    idx, _ = _group_index(group)
+    keys = torch.rand(len(group), dtype=torch.float64, device=group.device)
+    slots = torch.sort(idx, stable=True).indices  # each question's rows, in row order, question by question
+    by_key = torch.sort(keys).indices
+    drawn = by_key[torch.sort(idx[by_key], stable=True).indices]  # each question's rows, in random order
+    out = torch.empty_like(v)
+    out[slots] = v[drawn]
+    return out
 
 
 def check_static_weights(weights: Sequence[float] | None, n_teachers: int | None = None) -> list[float]:
@@ -88,6 +104,8 @@ def fuse(mi: Tensor, consensus: Tensor, difficulty: Tensor, group: Tensor,
         s = s - b3 * zscore_per_group(difficulty, group)
     if weighting == "compact":
         return s, group_softmax(s / temperature, group)
+    if weighting == "shuffled":
+        return s, permute_per_group(group_softmax(s / temperature, group), group)
     if weighting == "uniform":
         return s, group_softmax(torch.zeros_like(s), group)
     if weighting == "random":
@@ -108,4 +126,5 @@ def fuse(mi: Tensor, consensus: Tensor, difficulty: Tensor, group: Tensor,
         if bool((total[idx] <= 0).any()):
             raise ValueError("static_weights sum to zero over the teachers of a question")
         return s, (w / total[idx]).float()
-    raise ValueError(f"unknown weighting {weighting!r} (expected 'compact', 'uniform', 'static' or 'random')")
+    raise ValueError(f"unknown weighting {weighting!r} "
+                     "(expected 'compact', 'uniform', 'static', 'random' or 'shuffled')")

@@ -15,7 +15,8 @@ from ..method.objective import ObjectiveConfig
 from .methods import resolve_objective
 from ..teachers.view import FILTERS, POLICIES
 
-Method = Literal["compact", "uniform", "single", "static", "mcckd", "oracle", "random"]
+Method = Literal["compact", "uniform", "single", "static", "mcckd", "oracle", "oracle_answer", "oracle_steps", "random",
+                 "shuffled", "uniform_consistency"]
 Schedule = Literal["constant", "linear", "cosine"]
 
 
@@ -213,7 +214,8 @@ class TrainConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # compact: alpha from the three scores; uniform: alpha=1/K; single: teacher `teacher` only;
-    # static: fixed `objective.static_weights`; mcckd: uniform alpha + answer-span consistency.
+    # static: fixed `objective.static_weights`; mcckd: uniform alpha + answer-span consistency; the controls
+    # oracle_answer / oracle_steps (= oracle), random, shuffled, uniform_consistency: compact/trainer/methods.py
     method: Method = "compact"
     teacher: Optional[str] = None            # single: the teacher's name (or its index, as a string)
     objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)

@@ -4,12 +4,22 @@
               ablations: objective.use_mi / use_consensus / use_difficulty = false, consistency = none
     uniform   alpha_k = 1/K, no consistency                             (multi-teacher SFT)
     single    K = 1: only teacher k's branch, alpha = 1                  (single-teacher SFT)
-    static    alpha_k = objective.static_weights[k], no consistency     (fixed per-teacher weights)
+    static    alpha_k = objective.static_weights[k], no consistency     (fixed per-teacher weights; a pipeline
+              run spec's ``static_from: <run>`` sets them to that run's mean alpha per teacher, seed-matched)
     mcckd     alpha_k = 1/K + lambda * answer-span consistency           (MCC-KD, Chen et al. 2023)
-    oracle    alpha_k = 1/K' over the K' rationales labelled correct (ground truth; questions with none
-              dropped), no consistency: the ceiling of any weighting of these teachers
+    oracle_answer  alpha_k = 1/K' over the K' rationales whose FINAL ANSWER is labelled correct (ground truth;
+              questions with none dropped), no consistency
+    oracle_steps   alpha_k = 1/K' over the K' rationales whose every written STEP is labelled correct
+              (``steps_correct``; a rationale without step labels, e.g. from a real teacher, falls back to
+              ``final_correct``), no consistency: the ceiling of any weighting of these teachers
+    oracle    the name ``oracle_steps`` had first (kept so that the committed runs keep their names)
     random    alpha ~ Dirichlet(1, ..., 1) per question and step, COMPACT's consistency: does weighting
               per se matter?
+    shuffled  COMPACT's alpha, permuted at random among each question's branches at every step, with COMPACT's
+              consistency (pair weights from the permuted alpha): the same concentration of alpha, the teacher
+              it goes to chosen at random: does it matter WHICH teacher COMPACT weights up?
+    uniform_consistency  alpha_k = 1/K + lambda * sequence consistency (COMPACT's term): the consistency term
+              without the weighting
 
 All of them go through :func:`compact.method.objective.compact_objective` and the same loop, so their steps
 differ only in the weights and the consistency term.
@@ -33,8 +43,12 @@ PRESETS: dict[str, dict[str, str]] = {
     "single": {"weighting": "uniform", "consistency": "none"},
     "static": {"weighting": "static", "consistency": "none"},
     "mcckd": {"weighting": "uniform", "consistency": "answer_span"},
-    "oracle": {"weighting": "uniform", "consistency": "none"},
+    "oracle": {"weighting": "uniform", "consistency": "none"},  # = oracle_steps
+    "oracle_answer": {"weighting": "uniform", "consistency": "none"},
+    "oracle_steps": {"weighting": "uniform", "consistency": "none"},
     "random": {"weighting": "random"},
+    "shuffled": {"weighting": "shuffled"},
+    "uniform_consistency": {"weighting": "uniform", "consistency": "sequence"},
 }
 _DEFAULTS = ObjectiveConfig()
 
@@ -77,24 +91,36 @@ def resolve_objective(method: str, objective: ObjectiveConfig, teachers: Sequenc
         try:
             check_static_weights(objective.static_weights, len(teachers))
         except ValueError as exc:
-            raise ConfigError(f"method 'static', objective.static_weights: {exc} (teachers: {list(teachers)})") from None
+            hint = (" (or, in a pipeline profile, `static_from: <run>`: that run's mean alpha per teacher)"
+                    if not objective.static_weights else "")
+            raise ConfigError(f"method 'static', objective.static_weights: {exc} (teachers: {list(teachers)})"
+                              + hint) from None
     return dataclasses.replace(objective, **changes) if changes else objective
 
 
 def oracle_keep(method: str):
-    """For method 'oracle': which branches to keep, from their ground-truth labels; else None.
+    """For the oracle methods: which branches to keep, from their ground-truth labels; else None.
 
-    A branch is correct when its label says all its steps are (simulated teachers), else when its final
-    answer is (real teachers, checked against the gold answer).
+    ``oracle_answer``: a branch whose final answer is labelled correct (``final_correct``; a right answer
+    reached through a wrong step counts). ``oracle_steps`` (and ``oracle``, its first name): a branch whose
+    every written step is labelled correct (``steps_correct``, which the simulated teachers carry); a branch
+    without step labels (``steps_correct`` missing or None: real teachers, whose steps nobody checked) falls
+    back to ``final_correct``, so on real teachers it keeps what ``oracle_answer`` keeps.
     """
-    if method != "oracle":
-        return None
+    if method == "oracle_answer":
+        return _final_correct
+    if method in ("oracle_steps", "oracle"):
+        return _steps_correct
+    return None
 
-    def keep(label: dict) -> bool:
-        ok = label.get("steps_correct")
-        return bool(label.get("final_correct") if ok is None else ok)
 
-    return keep
+def _final_correct(label: dict) -> bool:
+    return bool(label.get("final_correct"))
+
+
+def _steps_correct(label: dict) -> bool:
+    ok = label.get("steps_correct")
+    return bool(label.get("final_correct") if ok is None else ok)
 
 
 def single_teacher(method: str, teacher: str | None, teachers: Sequence[str]) -> str | None:

@@ -119,8 +119,8 @@ def prepare(cfg: TrainConfig, acc, *, instances: Sequence | None = None) -> Prep
     questions, stats = encode_instances(instances, tokenizer, teachers=teachers, max_length=cfg.data.max_length,
                                         branch_teacher=branch, keep_branch=oracle_keep(cfg.method))
     if stats.questions_no_branch:
-        log.info("oracle: %d of %d questions have no rationale labelled correct and are left out",
-                 stats.questions_no_branch, len(instances))
+        log.info("%s: %d of %d questions have no rationale labelled correct and are left out",
+                 cfg.method, stats.questions_no_branch, len(instances))
     if stats.branches_truncated or stats.questions_dropped:
         log.warning("max_length %d: %d of %d branches truncated (%d tokens cut), %d questions dropped",
                     cfg.data.max_length, stats.branches_truncated, stats.branches, stats.tokens_truncated,
