@@ -13,7 +13,8 @@ keys of the last complete execution with what each stage produced (run metrics i
 clone with committed results rebuilds the book without training: a stage runs only when its key changed
 or its outputs are missing, and upstream stages run only when a stale stage needs them. Training and
 evaluation run in a pool of ``workers`` spawned processes with one torch thread each (on 2 cores two
-single-threaded runs beat one two-threaded run for models this small). Notebooks execute ``workers`` at a
+single-threaded runs beat one two-threaded run for models this small); a run whose static weights come from
+another run (``static_from``) trains in a second wave, after its source. Notebooks execute ``workers`` at a
 time, each in its own kernel with the environment a one-at-a-time execution would give it (the smoke
 profile's 14 chapters: 252 s instead of 371 s here).
 """
@@ -61,6 +62,7 @@ from .plan import (
     make_plan,
     notebook_parameters,
     plan_status,
+    resolve_run,
     selected_notebooks,
     stale_report,
 )
@@ -201,11 +203,21 @@ class Runner:
         return self._store
 
     def train_all(self) -> dict[str, Path]:
+        """Train (or reuse) every run: first the runs that need no other, then, in a second wave, the runs whose
+        static weights come from a first-wave run (``static_from``), with the weights its artifact gives."""
         self.store()
-        runs = self.plan.runs
-        log.info("stage training: %d runs on %d workers", len(runs), self.plan.cfg.workers)
+        plan = self.plan
+        # seed by seed (every method's seed 0, then seed 1, ...): a grid stopped part-way has matched seeds
+        first = dict(sorted(((k, v) for k, v in plan.runs.items() if k not in plan.static_from),
+                            key=lambda kv: plan.run_meta[kv[0]]["seed"]))
+        log.info("stage training: %d runs on %d workers", len(first), plan.cfg.workers)
         worker = functools.partial(_train_worker, force=self.force)
-        done = self._timed("training", lambda: _map(self.plan.cfg.workers, worker, runs, "run"))
+        done = self._timed("training", lambda: _map(plan.cfg.workers, worker, first, "run"))
+        if plan.static_from:
+            second = {rid: resolve_run(plan, rid, Path(done[src])) for rid, src in plan.static_from.items()}
+            plan.runs.update(second)  # the configs they train with, weights included
+            log.info("stage training, second wave: %d runs with their sources' mean alpha", len(second))
+            done.update(self._timed("training", lambda: _map(plan.cfg.workers, worker, second, "run")))
         return {k: Path(v) for k, v in done.items()}
 
     def merge_all(self, run_dirs: dict[str, Path]) -> dict[str, Path]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from ..analysis.dynamics import static_weights_from_run
 from ..config import config_hash, load, to_dict
 from ..errors import CompactError, ConfigError
 from ..eval.evaluate import EvalConfig
@@ -34,8 +36,14 @@ class RunSpec:
     config: str                                   # a configs/train/*.yaml
     overrides: list[str] = dataclasses.field(default_factory=list)
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
-    group: Literal["main", "baseline", "variant", "ablation"] = "main"
+    group: Literal["main", "baseline", "variant", "ablation", "control", "budget"] = "main"
     label: str = ""                               # display name in tables ("" = name)
+    # another run spec's name: this run (method static) trains with objective.static_weights = that run's mean
+    # alpha per teacher (seed-matched, from its alpha.jsonl), so it trains after it (see make_plan)
+    static_from: str = ""
+
+    # added later: at this value earlier pipeline configs hash as before
+    HASH_DEFAULTS: ClassVar[dict[str, Any]] = {"static_from": ""}
 
 
 @dataclasses.dataclass
@@ -48,6 +56,15 @@ class MergeSpec:
     lam: float = 1.0
     group: Literal["baseline", "variant"] = "baseline"
     label: str = ""
+
+
+@dataclasses.dataclass
+class ComparisonSpec:
+    """A comparison the results stage reports: ``a`` minus ``b`` (run or merge names, or ``base``), over their
+    common seeds, or over independent seed sets when ``unpaired``."""
+    a: str
+    b: str
+    unpaired: bool = False
 
 
 @dataclasses.dataclass
@@ -78,6 +95,10 @@ class PipelineConfig:
     curves: list[str] = dataclasses.field(default_factory=list)
     curve_steps: list[int] = dataclasses.field(default_factory=list)
     curve_limit: int = 100
+    # "first": only each curve run's first seed keeps snapshots; "all": every seed (per-seed bands)
+    curve_seeds: Literal["first", "all"] = "first"
+    # the learning curves score OOD too (the ID-OOD trade-off along training)
+    curve_ood: bool = False
     # publish results from a world whose calibration gates fail (the smoke world: seconds of pretraining)
     allow_uncalibrated: bool = False
     # scorer comparison: the dev rationales of this generate config's store (e.g. the simulated teachers beside
@@ -85,6 +106,8 @@ class PipelineConfig:
     # base student, or a model path / packaged:NAME); the first validation_limit questions per ID task
     validation_generate: str = ""
     validation_scorers: list[str] = dataclasses.field(default_factory=list)
+    # the comparisons table: [] = COMPACT minus every other method over matched seeds; else these pairs only
+    comparisons: list[ComparisonSpec] = dataclasses.field(default_factory=list)
 
     def validate(self) -> None:
         names = [r.name for r in self.runs] + [m.name for m in self.merges]
@@ -92,6 +115,20 @@ class PipelineConfig:
         if dup:
             raise ValueError(f"duplicate run/merge names: {sorted(dup)}")
         known = {r.name for r in self.runs}
+        by_name = {r.name: r for r in self.runs}
+        for r in self.runs:
+            if not r.static_from:
+                continue
+            src = by_name.get(r.static_from)
+            if src is None or src.name == r.name:
+                raise ValueError(f"run {r.name!r}: static_from names {'itself' if src else 'an unknown run'} "
+                                 f"({r.static_from!r})")
+            if src.static_from:
+                raise ValueError(f"run {r.name!r}: static_from {src.name!r}, which itself takes its weights from "
+                                 f"{src.static_from!r} (one level only)")
+            missing = sorted(set(r.seeds) - set(src.seeds))
+            if missing:
+                raise ValueError(f"run {r.name!r}: static_from {src.name!r} has no seeds {missing} (seed-matched)")
         for m in self.merges:
             missing = [r for r in m.runs if r not in known]
             if missing:
@@ -141,16 +178,18 @@ class Plan:
     run_meta: dict[str, dict[str, Any]]           # "<name>-s<seed>" -> {name, seed, group, label}
     merges: dict[str, dict[str, Any]]             # "<name>-s<seed>" -> {spec, members}
     keys: dict[str, Any]
+    # "<name>-s<seed>" -> the run it takes its static weights from (its runs[] config has none yet: resolve_run)
+    static_from: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def results(self) -> Path:
         return resolve(self.cfg.results)
 
 
-def train_config_for(cfg: PipelineConfig, spec: RunSpec, seed: int):
+def train_config_for(cfg: PipelineConfig, spec: RunSpec, seed: int, extra: Sequence[str] = ()):
     over = [*([f"data.world={cfg.world}"] if cfg.world else []), f"data.generate={cfg.generate}",
-            *cfg.train_overrides, *spec.overrides, f"seed={seed}", f"name={spec.name}-s{seed}"]
-    if spec.name in cfg.curves and seed == min(spec.seeds):
+            *cfg.train_overrides, *spec.overrides, *extra, f"seed={seed}", f"name={spec.name}-s{seed}"]
+    if spec.name in cfg.curves and (cfg.curve_seeds == "all" or seed == min(spec.seeds)):
         over.append(f"log.curve_steps=[{','.join(str(s) for s in cfg.curve_steps)}]")
     return load_config(spec.config, over)
 
@@ -164,13 +203,41 @@ def eval_configs_for(cfg: PipelineConfig, model: str) -> list:
 NOTEBOOK_EXECUTOR = 2
 
 
+def comparison_seeds(cfg: PipelineConfig) -> dict[str, set[int] | None]:
+    """The seeds of every name a comparison may use: runs, merges (their members' common seeds) and ``base``
+    (``None``: deterministic, present for every seed)."""
+    seeds: dict[str, set[int] | None] = {r.name: set(r.seeds) for r in cfg.runs}
+    for m in cfg.merges:
+        seeds[m.name] = set.intersection(*[set(seeds[n] or ()) for n in m.runs]) if m.runs else set()
+    seeds["base"] = None
+    return seeds
+
+
+def check_comparisons(cfg: PipelineConfig) -> None:
+    """Refuse a requested comparison naming no run (or merge, or ``base``), comparing a run with itself, or
+    pairing two runs whose seed sets do not overlap (unless it is ``unpaired``): one line each."""
+    seeds = comparison_seeds(cfg)
+    for i, c in enumerate(cfg.comparisons):
+        for name in (c.a, c.b):
+            if name not in seeds:
+                raise ConfigError(f"config key 'comparisons[{i}]': {name!r} is not a run, merge or 'base' "
+                                  f"(known: {', '.join(seeds)})")
+        if c.a == c.b:
+            raise ConfigError(f"config key 'comparisons[{i}]': compares {c.a!r} with itself")
+        sa, sb = seeds[c.a], seeds[c.b]
+        if not c.unpaired and sa is not None and sb is not None and not sa & sb:
+            raise ConfigError(f"config key 'comparisons[{i}]': {c.a} (seeds {sorted(sa)}) and {c.b} (seeds "
+                              f"{sorted(sb)}) share no seed; give them a common seed or set unpaired: true")
+
+
 def make_plan(cfg: PipelineConfig) -> Plan:
+    check_comparisons(cfg)
     world_cfg = load(WorldConfig, cfg.world) if cfg.world else None
     generate_cfg = load_generate_config(cfg.generate)
     if cfg.world and resolve(generate_cfg.inputs.world) != resolve(cfg.world):
         raise ConfigError(f"config key 'generate': {cfg.generate} writes rationales for world "
                           f"{generate_cfg.inputs.world}, but the profile's world is {cfg.world}")
-    runs, meta, run_keys = {}, {}, {}
+    runs, meta, run_keys, static_from = {}, {}, {}, {}
     for spec in cfg.runs:
         for seed in spec.seeds:
             rid = f"{spec.name}-s{seed}"
@@ -178,7 +245,22 @@ def make_plan(cfg: PipelineConfig) -> Plan:
             runs[rid] = tcfg
             meta[rid] = {"name": spec.name, "seed": seed, "group": spec.group, "label": spec.label or spec.name,
                          "method": tcfg.method}
-            run_keys[rid] = _h({"config": config_hash(tcfg.identity()), "store": store_root(generate_cfg).name})
+            if spec.static_from:
+                static_from[rid] = f"{spec.static_from}-s{seed}"
+    for rid, src in static_from.items():
+        if runs[rid].method != "static":
+            raise ConfigError(f"run {rid}: static_from needs method 'static', got {runs[rid].method!r}")
+        if runs[rid].data != runs[src].data:
+            raise ConfigError(f"run {rid}: static_from {src}, which trains on other data (the weights are indexed "
+                              f"by the source's teachers): give both the same data section")
+    for rid, tcfg in runs.items():
+        run_keys[rid] = _h({"config": config_hash(tcfg.identity()), "store": store_root(generate_cfg).name})
+    for rid, src in static_from.items():
+        # the weights are not known before the source has trained; the source's key names them (the source run is
+        # seeded, so the same key gives the same alpha.jsonl), so the key is known from the configs alone and a
+        # fresh clone with committed results does not have to train the source to know it is up to date
+        run_keys[rid] = _h({"config": config_hash(runs[rid].identity()), "store": store_root(generate_cfg).name,
+                            "static_from": run_keys[src]})
     merges, merge_keys = {}, {}
     for m in cfg.merges:
         seeds = sorted(set.intersection(*[set(next(r.seeds for r in cfg.runs if r.name == n)) for n in m.runs]))
@@ -204,18 +286,50 @@ def make_plan(cfg: PipelineConfig) -> Plan:
                     for mid, k in {"base": base_key, **run_keys, **merge_keys}.items()}
     keys["results"] = _h({"eval": keys["eval"], "world": keys["world"], "generate": keys["generate"],
                           "analysis": [cfg.validation_limit, cfg.latent_limit],
-                          "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit],
+                          "curves": [cfg.curves, cfg.curve_steps, cfg.curve_limit,
+                                     # only when set: earlier profiles keep their keys
+                                     *([cfg.curve_seeds, cfg.curve_ood]
+                                       if (cfg.curve_seeds, cfg.curve_ood) != ("first", False) else [])],
                           # only when set: the profiles without a scorer comparison keep their keys
                           **({"scorers": [store_root(load_generate_config(cfg.validation_generate)).name,
                                           [model_identity(m) if m != "world" else m
                                            for m in cfg.validation_scorers]]}
-                             if cfg.validation_generate else {})})
+                             if cfg.validation_generate else {}),
+                          # likewise: only a profile that names its comparisons has them in its key
+                          **({"comparisons": to_dict(cfg.comparisons)} if cfg.comparisons else {})})
     nb_params = notebook_parameters(cfg)
     keys["notebooks"] = {p.stem: _h({"source": p.read_text(), "params": nb_params, "results": keys["results"],
                                      "executor": NOTEBOOK_EXECUTOR})
                          for p in selected_notebooks(cfg)}
     return Plan(cfg=cfg, world_cfg=world_cfg, generate_cfg=generate_cfg, runs=runs, run_meta=meta,
-                merges=merges, keys=keys)
+                merges=merges, keys=keys, static_from=static_from)
+
+
+def resolve_run(plan: Plan, rid: str, source_dir: Path | None = None):
+    """The TrainConfig run ``rid`` trains with. A run with ``static_from`` gets ``objective.static_weights`` = the
+    mean alpha per teacher of its (seed-matched) source run's artifact, ``source_dir`` (default: the source's
+    artifact directory), as a config override: its saved config and its artifact name say the weights.
+    ConfigError (one line) when the source run is not finished."""
+    src = plan.static_from.get(rid)
+    if src is None:
+        return plan.runs[rid]
+    if source_dir is None:
+        try:
+            source_dir = artifact_dirs(plan.runs[src])[0]
+        except (CompactError, OSError) as exc:
+            raise ConfigError(f"run {rid} takes its static weights from run {src}, which is not finished "
+                              f"({exc})") from None
+    if not is_complete(source_dir):
+        raise ConfigError(f"run {rid} takes its static weights from run {src}, which is not finished "
+                          f"({_rel(source_dir)} is not a complete artifact): train {src} first")
+    teachers, weights = static_weights_from_run(source_dir)
+    meta = plan.run_meta[rid]
+    spec = next(s for s in plan.cfg.runs if s.name == meta["name"])
+    tcfg = train_config_for(plan.cfg, spec, meta["seed"], [f"objective.static_weights={json.dumps(weights)}"])
+    want = list(tcfg.data.teachers)
+    if want and want != teachers:
+        raise ConfigError(f"run {rid}: data.teachers {want}, but its source {src} trained teachers {teachers}")
+    return tcfg
 
 
 def model_identity(model: str) -> str:
@@ -274,10 +388,10 @@ def plan_status(plan: Plan) -> list[dict[str, Any]]:
     store_ok = bool(teacher_dirs) and all(is_complete(d) for d in teacher_dirs)  # store.json comes first
     rows.append({"stage": "rationales", "what": _rel(store), "todo": 0 if store_ok else 1, "of": 1})
     todo_runs = 0
-    for tcfg in plan.runs.values():
+    for rid in plan.runs:
         try:
-            done = is_complete(artifact_dirs(tcfg)[0])
-        except (CompactError, OSError):  # the store is not built yet: its runs cannot be cached either
+            done = is_complete(artifact_dirs(resolve_run(plan, rid))[0])
+        except (CompactError, OSError):  # the store (or a static_from source) is not built yet: not cached either
             done = False
         todo_runs += not done
     rows.append({"stage": "training", "what": f"{len(plan.runs)} runs", "todo": todo_runs, "of": len(plan.runs)})
