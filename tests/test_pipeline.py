@@ -142,6 +142,39 @@ def test_committed_results_are_fresh(profile):
     stale = P.stale_report(plan)
     assert not stale["results"], f"{plan.cfg.results} tables are stale against configs/ (re-run the {profile} profile)"
     assert not stale["notebooks"], f"executed notebooks are stale: {stale['notebooks']} (re-run the {profile} profile)"
+    if profile in PUBLISHED_DIRTY:
+        assert stale["dirty"], f"{profile}: its results are clean now; drop it from PUBLISHED_DIRTY"
+    else:
+        assert not stale["dirty"], f"{plan.cfg.results} was published from a tree with uncommitted changes"
+
+
+# Results published before the clean-tree rule, from a tree with uncommitted changes (their manifest says so); the
+# seeded profile's results replace the default profile's. Every other profile must be clean.
+PUBLISHED_DIRTY = {"default"}
+
+
+def test_results_are_published_from_a_clean_tree(tmp_path, monkeypatch):
+    """The pipeline refuses to publish into results/ from a working tree with uncommitted changes (a one-line
+    error) unless allowed; the staleness report flags results whose manifest records a dirty tree."""
+    from compact.errors import ConfigError
+    from compact.paths import repo_root
+    from compact.publish import pipeline as pipe
+    from compact.publish.registry import Registry
+
+    monkeypatch.setattr(pipe, "git_commit", lambda: {"commit": "abc", "dirty": True})
+    with pytest.raises(ConfigError, match="uncommitted changes.*commit first"):
+        pipe.check_clean_tree(repo_root() / "results" / "seeded", allow=False)
+    pipe.check_clean_tree(repo_root() / "results" / "seeded", allow=True)
+    pipe.check_clean_tree(tmp_path / "results", allow=False)  # outside results/: not committed, not checked
+    monkeypatch.setattr(pipe, "git_commit", lambda: {"commit": "abc", "dirty": False})
+    pipe.check_clean_tree(repo_root() / "results", allow=False)
+
+    cfg = P.load_pipeline("smoke", [f"results={tmp_path / 'r'}"])
+    plan = P.make_plan(cfg)
+    for dirty in (True, False):
+        Registry(profile="smoke", keys=dict(plan.keys), manifest={"git": {"commit": "abc", "dirty": dirty}}).write(
+            tmp_path / "r")
+        assert P.stale_report(plan)["dirty"] is dirty
 
 
 @pytest.fixture(scope="session")

@@ -34,16 +34,17 @@ import torch
 
 from ..baselines.merging import merge_models
 from ..config import to_dict
-from ..errors import CompactError
+from ..errors import CompactError, ConfigError
 from ..eval.evaluate import run_eval
 from ..log import get_logger, quiet_progress_bars, setup_logging
 from ..paths import (
     artifacts_dir,
     book_dir,
     configs_dir,
+    repo_root,
     resolve,
 )
-from ..provenance import clean_stale_partials, manifest
+from ..provenance import clean_stale_partials, git_commit, manifest
 from ..teachers.generate import generate_store
 from ..trainer.run import train
 from ..world.build import build_world
@@ -264,8 +265,21 @@ def check_calibration(world, *, allow: bool) -> list[str]:
     return failed
 
 
+def check_clean_tree(results: Path, *, allow: bool) -> None:
+    """Refuse to publish results into the repository's ``results/`` from a working tree with uncommitted changes
+    (their manifest would name a commit that did not make them), unless ``allow``; results elsewhere (the smoke
+    profile's, under artifacts/) are not committed and not checked."""
+    try:
+        results.resolve().relative_to((repo_root() / "results").resolve())
+    except ValueError:
+        return
+    if not allow and git_commit().get("dirty"):
+        raise ConfigError(f"the working tree has uncommitted changes: results published into {_rel(results)} would "
+                          f"name a commit that did not make them; commit first (or pass --allow-dirty)")
+
+
 def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False,
-                 allow_uncalibrated: bool = False) -> dict[str, Any]:
+                 allow_uncalibrated: bool = False, allow_dirty: bool = False) -> dict[str, Any]:
     """Bring every stage of ``cfg`` up to date (lazily) and optionally build the book."""
     t0 = time.time()
     plan = make_plan(cfg)
@@ -287,6 +301,7 @@ def run_pipeline(cfg: PipelineConfig, *, force: bool = False, book: bool = False
         merge_dirs = runner.merge_all(run_dirs_)
         models = {"base": runner.base_model(), **run_dirs_, **merge_dirs}
         evals = runner.evaluate_all(models)
+        check_clean_tree(results, allow=allow_dirty)  # training and evaluation artifacts carry their own manifests
         registry = Registry(
             profile=cfg.profile,
             keys={k: v for k, v in plan.keys.items() if k != "notebooks"},
@@ -374,6 +389,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and what is stale; run nothing")
     parser.add_argument("--allow-uncalibrated", action="store_true",
                         help="publish results from a world whose calibration gates fail (the book says so)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="publish results into results/ from a working tree with uncommitted changes")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -382,6 +399,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_plan(make_plan(cfg)))
         return 0
-    summary = run_pipeline(cfg, force=args.force, book=args.book, allow_uncalibrated=args.allow_uncalibrated)
+    summary = run_pipeline(cfg, force=args.force, book=args.book, allow_uncalibrated=args.allow_uncalibrated,
+                           allow_dirty=args.allow_dirty)
     print(json.dumps(summary, indent=1))
     return 0

@@ -359,8 +359,11 @@ def notebook_parameters(cfg: PipelineConfig) -> dict[str, Any]:
 
 def stale_report(plan: Plan) -> dict[str, Any]:
     """Which stages' recorded keys differ from the plan's (empty lists: the results are fresh)."""
-    rk = read_registry(plan.cfg.results).keys
+    reg = read_registry(plan.cfg.results)
+    rk = reg.keys
     out: dict[str, Any] = {"results": rk.get("results") != plan.keys["results"]}
+    # results published from a working tree with uncommitted changes name no code that made them
+    out["dirty"] = bool(reg.published and (reg.manifest.get("git") or {}).get("dirty"))
     out["notebooks"] = [n for n, k in plan.keys["notebooks"].items()
                         if rk.get("notebooks", {}).get(n) != k
                         or not (plan.results / "notebooks" / f"{n}.ipynb").is_file()]
