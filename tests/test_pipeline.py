@@ -383,3 +383,25 @@ def test_scorer_comparison_keeps_every_rationale_and_separates_the_simulated_tea
     expect = {r["score"]: r["auc"] for r in score_auc_table([r for r in first if r["teacher"] in sim])}
     got = {r["score"]: r["auc"] for r in rows if r["scorer"] == "real" and r["teacher"] == "simulated teachers"}
     assert got == pytest.approx(expect)
+
+
+def test_training_estimate_from_measured_costs(tmp_path, monkeypatch):
+    """--dry-run's training estimate: each stale run's remaining steps x questions per step x the measured seconds
+    per question of its family (finished runs' summaries), over the workers; unknown without a measured family."""
+    import json as _json
+
+    root = tmp_path / "runs"
+    for name, method, qps in (("a", "compact", 4.0), ("b", "uniform", 2.0), ("c", "single", 10.0)):
+        (root / name).mkdir(parents=True)
+        (root / name / "summary.json").write_text(_json.dumps({"method": method, "questions_per_s": qps,
+                                                                "num_processes": 1}))
+    costs = PLAN.measured_step_costs(root)
+    assert costs == {"multi": pytest.approx((0.25 + 0.5) / 2), "single": pytest.approx(0.1)}
+    plan = P.make_plan(P.load_pipeline("smoke", ["workers=2"]))
+    monkeypatch.setattr(PLAN, "measured_step_costs", lambda root=None: costs)
+    monkeypatch.setattr(PLAN, "is_complete", lambda path: False)
+    want = sum(t.optim.max_steps * t.optim.questions_per_step * costs["single" if t.method == "single" else "multi"]
+               for t in plan.runs.values()) / 2
+    assert PLAN.training_estimate(plan) == pytest.approx(want)
+    monkeypatch.setattr(PLAN, "measured_step_costs", lambda root=None: {"multi": 0.1})
+    assert PLAN.training_estimate(plan) is None  # single-teacher runs have no measured cost

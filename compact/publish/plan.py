@@ -412,7 +412,58 @@ def plan_status(plan: Plan) -> list[dict[str, Any]]:
         t = reg.timings_s.get(row["stage"])
         per_item = t.seconds / t.items if t is not None and t.items else None
         row["estimate_s"] = None if per_item is None else round(per_item * row["todo"], 1)
+        if row["stage"] == "training" and row["todo"]:
+            measured = training_estimate(plan)  # from measured per-question costs: better than a per-run mean
+            if measured is not None:
+                row["estimate_s"] = round(measured, 1)
     return rows
+
+
+def measured_step_costs(root: Path | None = None) -> dict[str, float]:
+    """Seconds per training question (one branch set) of the finished runs under ``artifacts/runs``, by family:
+    ``multi`` (several teachers' branches per question) and ``single``; the median over runs, each its own wall
+    time over the questions it trained on (``summary.json``)."""
+    import statistics
+
+    from ..paths import artifacts_dir
+
+    per: dict[str, list[float]] = {"multi": [], "single": []}
+    for summary in sorted((root or artifacts_dir() / "runs").glob("*/summary.json")):
+        try:
+            s = json.loads(summary.read_text())
+            q = s["questions_per_s"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if not q or s.get("num_processes", 1) != 1:
+            continue
+        per["single" if s.get("method") == "single" else "multi"].append(1.0 / q)
+    return {k: statistics.median(v) for k, v in per.items() if v}
+
+
+def training_estimate(plan: Plan) -> float | None:
+    """Wall seconds the stale runs of ``plan`` still need on its workers: each run's remaining optimizer steps
+    (its budget less the last checkpoint's step) times its questions per step times the measured seconds per
+    question of its family (:func:`measured_step_costs`), summed and divided by the workers. None when a family
+    has no measured run or a run's budget is not fixed (``optim.max_steps``)."""
+    from ..trainer.checkpoint import list_checkpoints
+
+    costs = measured_step_costs()
+    total = 0.0
+    for rid in plan.runs:
+        try:
+            out, work = artifact_dirs(resolve_run(plan, rid))
+        except (CompactError, OSError):
+            out = work = None
+        if out is not None and is_complete(out):
+            continue
+        tcfg = plan.runs[rid]
+        family = "single" if tcfg.method == "single" else "multi"
+        if family not in costs or tcfg.optim.max_steps is None:
+            return None
+        ckpts = list_checkpoints(work / "checkpoints") if work is not None else []
+        left = tcfg.optim.max_steps - (ckpts[-1][0] if ckpts else 0)
+        total += max(0, left) * tcfg.optim.questions_per_step * costs[family]
+    return total / max(1, plan.cfg.workers)
 
 
 def describe_plan(plan: Plan) -> str:
@@ -421,6 +472,7 @@ def describe_plan(plan: Plan) -> str:
     lines = [f"profile {plan.cfg.profile}: {len(plan.runs)} runs, {len(plan.merges)} merges "
              f"(results: {_rel(plan.results)})", "",
              f"{'stage':<12} {'status':<22} {'estimate':>10}  output"]
+    costs = measured_step_costs()
     total, known = 0.0, True
     for r in rows:
         status = "cached" if r["todo"] == 0 else (f"to run ({r['todo']} of {r['of']})" if r["of"] > 1 else "to run")
@@ -437,4 +489,7 @@ def describe_plan(plan: Plan) -> str:
                      + f" (the last run's measured stage times, {plan.cfg.workers} workers)")
     else:
         lines.append("estimated time: unknown (the results folder records no stage times yet)")
+    if costs:
+        lines.append("training cost measured on this machine's finished runs: " + ", ".join(
+            f"{k} {v * 8:.2f} s per 8 questions" for k, v in costs.items()))
     return "\n".join(lines)
