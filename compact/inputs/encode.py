@@ -66,14 +66,18 @@ def _chat_ids(tokenizer, messages: list[dict[str, str]], **kwargs) -> list[int]:
 
 
 def encode_question(instance, tokenizer, *, teacher_index: dict[str, int], branches: Sequence[int] | None = None,
-                    max_length: int, stats: TruncationStats | None = None) -> EncodedQuestion | None:
-    """Encode one instance's branches (``branches`` selects rationale positions); None if it is dropped."""
+                    max_length: int, stats: TruncationStats | None = None,
+                    prompt: Sequence[dict[str, str]] | None = None) -> EncodedQuestion | None:
+    """Encode one instance's branches (``branches`` selects rationale positions); None if it is dropped.
+
+    ``prompt``: the chat messages before the assistant turn (default: one user turn, the question), e.g. a
+    dataset row's system + user messages (:mod:`compact.hf.dataset`)."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise ArtifactError("the student's tokenizer has no chat template (tokenizer.chat_template is empty)")
     ks = list(range(len(instance.rationales))) if branches is None else list(branches)
     if not ks:
         raise DataError("no rationale selected", record=instance.id, field="rationales")
-    user = [{"role": "user", "content": instance.question}]
+    user = [dict(m) for m in prompt] if prompt is not None else [{"role": "user", "content": instance.question}]
     prompt = _chat_ids(tokenizer, user, add_generation_prompt=True)
     if stats is not None:
         stats.questions += 1
@@ -117,17 +121,21 @@ def encode_question(instance, tokenizer, *, teacher_index: dict[str, int], branc
 
 
 def encode_instances(instances: Sequence, tokenizer, *, teachers: Sequence[str], max_length: int,
-                     branch_teacher: str | None = None, keep_branch=None
+                     branch_teacher: str | None = None, keep_branch=None,
+                     prompts: Sequence[Sequence[dict[str, str]]] | None = None
                      ) -> tuple[list[EncodedQuestion], TruncationStats]:
     """Encode every instance (all branches, or only ``branch_teacher``'s); check tokenizer/store fit.
 
     ``keep_branch(label) -> bool`` (the oracle control) keeps only the branches whose ground-truth label
     it accepts; a question with none left is dropped and counted in ``stats.questions_no_branch``.
+    ``prompts`` (one per instance): chat messages that replace the default user turn (see :func:`encode_question`).
     """
     teacher_index = {name: i for i, name in enumerate(teachers)}
     stats = TruncationStats(max_length=max_length)
     out: list[EncodedQuestion] = []
-    for inst in instances:
+    if prompts is not None and len(prompts) != len(instances):
+        raise ValueError(f"{len(prompts)} prompts for {len(instances)} instances")
+    for j, inst in enumerate(instances):
         if len(inst.rationales) != len(inst.teachers):
             raise DataError(f"{len(inst.rationales)} rationales but {len(inst.teachers)} teacher names",
                             record=inst.id, field="teachers")
@@ -143,7 +151,7 @@ def encode_instances(instances: Sequence, tokenizer, *, teachers: Sequence[str],
                 stats.questions_no_branch += 1
                 continue
         q = encode_question(inst, tokenizer, teacher_index=teacher_index, branches=ks, max_length=max_length,
-                            stats=stats)
+                            stats=stats, prompt=None if prompts is None else prompts[j])
         if q is not None:
             out.append(q)
     check_tokenizer_fit(out, tokenizer)
