@@ -21,14 +21,28 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to the ``sys.stderr`` of the moment it emits, not the one it was made with: a
+    process that swaps stderr (pytest's capture, a notebook kernel) after the first call of
+    :func:`setup_logging` would otherwise log into a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the property reads sys.stderr instead
+        pass
+
+
 def setup_logging(level: int | str = "INFO") -> None:
-    """Configure the package logger once (idempotent); messages go to stderr."""
+    """Configure the package logger once (idempotent); messages go to the current stderr."""
     logger = logging.getLogger(LOGGER_NAME)
     if isinstance(level, str):
         level = getattr(logging, level.upper(), logging.INFO)
     logger.setLevel(level)
     if not any(getattr(h, "_compact", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         handler._compact = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

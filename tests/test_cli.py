@@ -30,3 +30,26 @@ def test_plain_text_turns_rest_into_words():
 
     doc = "Use :func:`compact.x.y` and ``--set a=b``::\n\n.. math:: a = b\n\nsee `this`."
     assert plain_text(doc) == "Use compact.x.y and --set a=b:\n\n    a = b\n\nsee this."
+
+
+def test_logging_follows_the_current_stderr(capsys):
+    """The package logger writes to the stderr of the moment, so a second in-process CLI call after the first
+    call's captured stream was closed (pytest, notebook kernels) logs where it is read, never into a closed file."""
+    import io
+    import sys
+
+    from compact.log import get_logger, setup_logging
+
+    old = sys.stderr
+    first = io.StringIO()
+    try:
+        sys.stderr = first
+        setup_logging("INFO")
+        get_logger("test").info("first")
+        first.close()
+        sys.stderr = second = io.StringIO()
+        setup_logging("INFO")
+        get_logger("test").info("second")
+    finally:
+        sys.stderr = old
+    assert second.getvalue().endswith("compact.test: second\n")
