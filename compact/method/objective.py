@@ -361,6 +361,24 @@ def _output(total_q, sft_q, cons_q, per_branch, alpha, mi, cons, s, n_pairs, n_s
         n_pairs_skipped=n_skip, n_pairs_no_span=n_nospan)
 
 
+def _combine(ce_sum: Tensor, pair_sum: Tensor, denom: Tensor, has_span: Tensor, count: Tensor, mi, cons,
+             group: Tensor, pi: Tensor, pj: Tensor, batch: Batch, cfg: ObjectiveConfig) -> ObjectiveOutput:
+    """Both fast paths' last step: branch losses, fused alpha, thresholded pair terms, per-question totals."""
+    b, dev = batch.n_questions, ce_sum.device
+    losses = ce_sum / count  # (N,) L_k with grad
+    s, alpha = _fuse(mi, cons, losses.detach(), group, batch.teacher, cfg)
+    w = alpha[pi] * alpha[pj]  # (P,) detached pair weights
+    above = w >= cfg.pair_threshold
+    used = above & has_span
+    d = pair_sum / denom  # (P,)
+    pair_term = torch.where(used, w * d, torch.zeros_like(d))
+    cons_q = torch.zeros(b, device=dev).index_add(0, group[pi], pair_term)  # (B,)
+    sft_q = torch.zeros(b, device=dev).index_add(0, group, alpha * losses)  # (B,)
+    total_q = sft_q + cfg.lambda_consistency * cons_q
+    return _output(total_q, sft_q, cons_q, losses, alpha, mi, cons, s, int(used.sum()), int((~above).sum()),
+                   int((above & ~has_span).sum()))
+
+
 def _pairs(group: Tensor) -> tuple[Tensor, Tensor]:
     """All (i, j), i < j, of rows in the same question: (P,), (P,)."""
     same = (group[:, None] == group[None, :]).triu(diagonal=1)
@@ -373,7 +391,6 @@ def _fast(logits, hidden, lm_head_weight, proj, batch: Batch, cfg: ObjectiveConf
     n, length, _ = logits.shape
     dev = logits.device
     group = batch.group.to(dev).long()
-    b = batch.n_questions
     mi, cons = _scores(hidden, lm_head_weight, proj, batch, group, batch.gold_ids, batch.gold_mask,
                        slice(None), cfg)
     targets = shifted_labels(batch.input_ids, batch.attention_mask, batch.assistant_start)  # (N, L)
@@ -400,18 +417,7 @@ def _fast(logits, hidden, lm_head_weight, proj, batch: Batch, cfg: ObjectiveConf
         else:
             pair_sum = denom = torch.zeros(0, device=dev)
             has_span = torch.zeros(0, dtype=torch.bool, device=dev)
-    losses = ce_sum / count  # (N,) L_k with grad
-    s, alpha = _fuse(mi, cons, losses.detach(), group, batch.teacher, cfg)
-    w = alpha[pi] * alpha[pj]  # (P,) detached pair weights
-    above = w >= cfg.pair_threshold
-    used = above & has_span
-    d = pair_sum / denom  # (P,)
-    pair_term = torch.where(used, w * d, torch.zeros_like(d))
-    cons_q = torch.zeros(b, device=dev).index_add(0, group[pi], pair_term)  # (B,)
-    sft_q = torch.zeros(b, device=dev).index_add(0, group, alpha * losses)  # (B,)
-    total_q = sft_q + cfg.lambda_consistency * cons_q
-    return _output(total_q, sft_q, cons_q, losses, alpha, mi, cons, s, int(used.sum()), int((~above).sum()),
-                   int((above & ~has_span).sum()))
+    return _combine(ce_sum, pair_sum, denom, has_span, count, mi, cons, group, pi, pj, batch, cfg)
 
 
 
@@ -685,7 +691,6 @@ def _fast_flat(hidden: Tensor, head: nn.Linear, proj, batch: Batch, cfg: Objecti
     n, length, _ = hidden.shape
     dev = hidden.device
     group = batch.group.to(dev).long()
-    b = batch.n_questions
     ids, am = batch.input_ids.to(dev), batch.attention_mask.to(dev)
     targets = shifted_labels(ids, am, batch.assistant_start)  # (N, L)
     count = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
@@ -741,18 +746,15 @@ def _fast_flat(hidden: Tensor, head: nn.Linear, proj, batch: Batch, cfg: Objecti
     rows_per_chunk = max(1, cfg.chunk_tokens // 4)
     ce_sum, pair_sum = _flat(z, targets[rows_f, pos_f], rows_f, ei, ej, p_idx, n, len(pi), rows_per_chunk)
     pair_sum = scale * pair_sum
-    losses = ce_sum / count  # (N,) L_k with grad
-    s, alpha = _fuse(mi, cons, losses.detach(), group, batch.teacher, cfg)
-    w = alpha[pi] * alpha[pj]  # (P,) detached pair weights
-    above = w >= cfg.pair_threshold
-    used = above & has_span
-    d = pair_sum / denom if len(pi) else pair_sum
-    pair_term = torch.where(used, w * d, torch.zeros_like(d))
-    cons_q = torch.zeros(b, device=dev).index_add(0, group[pi], pair_term)  # (B,)
-    sft_q = torch.zeros(b, device=dev).index_add(0, group, alpha * losses)  # (B,)
-    total_q = sft_q + cfg.lambda_consistency * cons_q
-    return _output(total_q, sft_q, cons_q, losses, alpha, mi, cons, s, int(used.sum()), int((~above).sum()),
-                   int((above & ~has_span).sum()))
+    return _combine(ce_sum, pair_sum, denom, has_span, count, mi, cons, group, pi, pj, batch, cfg)
+
+
+def _check(cfg: ObjectiveConfig, batch: Batch, proj: AttentionProjections | None) -> None:
+    cfg.validate()
+    batch.validate()
+    if proj is None and cfg.use_consensus and cfg.weighting in SCORED:
+        raise CompactError("consensus needs the last decoder layer's attention projections; pass them "
+                           "(consensus.find_attention_projections) or set use_consensus=false")
 
 
 def objective_from_outputs(logits: Tensor, hidden: Tensor, lm_head_weight: Tensor, last_layer_attn,
@@ -763,12 +765,8 @@ def objective_from_outputs(logits: Tensor, hidden: Tensor, lm_head_weight: Tenso
     ``last_layer_attn``: :class:`AttentionProjections`, a model to find them in, or None (consensus then
     zeros; an error if ``cfg.use_consensus`` with compact weighting needs it).
     """
-    cfg.validate()
-    batch.validate()
     proj = _resolve_projections(last_layer_attn)
-    if proj is None and cfg.use_consensus and cfg.weighting in SCORED:
-        raise CompactError("consensus needs the last decoder layer's attention projections; pass them "
-                           "(consensus.find_attention_projections) or set use_consensus=false")
+    _check(cfg, batch, proj)
     impl = _reference if cfg.path == "reference" else _fast
     return impl(logits, hidden, lm_head_weight, proj, batch, cfg, _spans(batch, cfg))
 
@@ -828,11 +826,7 @@ def compact_objective(model: nn.Module, batch: Batch, cfg: ObjectiveConfig) -> O
         else:
             hidden, bucketed = bucketed_hidden(decoder, batch.input_ids, batch.attention_mask, cfg.forward_buckets,
                                                group=grouping)
-        cfg.validate()
-        batch.validate()
-        if proj is None and cfg.use_consensus and cfg.weighting in SCORED:
-            raise CompactError("consensus needs the last decoder layer's attention projections; pass them "
-                               "(consensus.find_attention_projections) or set use_consensus=false")
+        _check(cfg, batch, proj)
         spans = _spans(batch, cfg)
         out = _fast_flat(hidden, head, proj, batch, cfg, spans)
         if out is None:  # too many positions for the flat kernel: the dense one on the same hidden states

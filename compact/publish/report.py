@@ -65,17 +65,6 @@ def _samples(registry: Registry, mid: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _per_question(registry: Registry, mids: Sequence[str], tasks: Sequence[str]) -> dict[str, float]:
-    """Seed-averaged correctness per question id over the given tasks."""
-    acc: dict[str, list[float]] = {}
-    tasks = set(tasks)
-    for mid in mids:
-        for s in _samples(registry, mid):
-            if s["task"] in tasks:
-                acc.setdefault(f"{s['task']}/{s['id']}", []).append(float(s["correct_strict"]))
-    return {k: float(np.mean(v)) for k, v in acc.items()}
-
-
 def _task_acc(metrics: Mapping[str, Any], tasks: Sequence[str]) -> float:
     vals = [metrics[t]["strict"] for t in tasks if t in metrics]
     return float(np.mean(vals)) if vals else math.nan
